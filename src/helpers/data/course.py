@@ -1,0 +1,269 @@
+"""From a data folder to validated, split, cached arrays: what notebook 00 does once for all stages.
+
+`prepare` finds which layouts a folder holds (or generates the embedded data),
+validates every file, assigns splits and writes ``reports/<profile>/data/``:
+``splits.csv`` (every file and its split), ``data_report.json`` (sources,
+counts, split provenance, fingerprint, problems) and ``bad_files.csv``. Later
+stages call `load_split`, which reads those files and the image cache, so they
+never re-validate or re-decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .. import paths
+from ..artifacts import read_json, write_csv, write_json
+from ..profiles import get_profile
+from . import synthetic
+from .images import ImageCache
+from .layouts import (SKIP_HINT, BadFile, DataError, LoadedSet, Sample, load_samples, scan_classification,
+                      scan_image_folder, scan_segmentation)
+from .splits import find_split_lists, read_split_lists, splits_from_lists, stratified_splits
+
+TASKS = ("classification", "segmentation", "unlabeled")
+
+
+@dataclass
+class DataSources:
+    """Which folder serves which task. `origin` is "synthetic" or "real"."""
+
+    origin: str
+    root: Path
+    classification: Path | None = None
+    classification_masks: Path | None = None
+    segmentation: Path | None = None
+    unlabeled: Path | None = None
+    generator: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        kind = "synthetic (embedded generator)" if self.origin == "synthetic" else "real"
+        return f"{kind} data in {self.root}"
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in {".jpg", ".jpeg", ".png"} for p in folder.iterdir() if p.is_file())
+
+
+def detect_sources(root: Path) -> DataSources:
+    """Recognise the layouts in `root`: Kvasir-SEG, Kvasir v2 class folders, an image folder, or a
+    folder holding ``kvasir-seg/``, ``kvasir-v2/`` (+ ``kvasir-v2-masks/``) and ``unlabeled/``."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(root, [BadFile(str(root), "data folder does not exist" if not root.exists() else "is not a folder")])
+    src = DataSources("real", root)
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        src.segmentation = root
+        return src
+    for name, attr in (("kvasir-seg", "segmentation"), ("kvasir-v2", "classification"),
+                       ("kvasir-v2-masks", "classification_masks"), ("unlabeled", "unlabeled")):
+        if (root / name).is_dir():
+            setattr(src, attr, root / name)
+    if src.segmentation or src.classification or src.unlabeled:
+        return src
+    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    if len(subdirs) >= 2 and sum(_has_images(p) for p in subdirs) >= 1:
+        src.classification = root
+    elif _has_images(root) or subdirs:
+        src.unlabeled = root
+    else:
+        raise DataError(root, [BadFile(str(root), "no images found: expected Kvasir-SEG (images/, masks/), "
+                                                  "Kvasir v2 class folders, or a folder of images")])
+    return src
+
+
+def resolve_sources(data_root: str | Path, profile: str) -> DataSources:
+    """`data_root` if given (real data, never modified), else the profile's embedded data (generated once)."""
+    if str(data_root):
+        return detect_sources(Path(data_root))
+    spec = get_profile(profile).synthetic
+    seed = get_profile(profile).seed
+    root = synthetic.generate(paths.synthetic_root(profile), spec.per_class, spec.seg_pairs, spec.unlabeled,
+                              seed=seed, min_side=spec.min_side, max_side=spec.max_side)
+    src = detect_sources(root)
+    src.origin = "synthetic"
+    src.generator = json.loads((root / "GENERATOR.json").read_text())
+    return src
+
+
+def polyp_counts(masks: np.ndarray) -> np.ndarray:
+    """Connected polyp regions per mask (8-connectivity)."""
+    structure = np.ones((3, 3), bool)
+    return np.array([ndimage.label(m, structure=structure)[1] for m in masks], np.int64)
+
+
+@dataclass
+class PreparedData:
+    """What `prepare` found: sources, the split table, loaded sets and problems."""
+
+    sources: DataSources
+    splits: pd.DataFrame
+    sets: dict[str, LoadedSet]
+    classes: list[str]
+    bad: list[BadFile]
+    report: dict
+
+
+def _rel(path: Path | None, root: Path) -> str:
+    if path is None:
+        return ""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _split_rows(task: str, loaded: LoadedSet, task_root: Path, strata: list[str], val_fraction: float,
+                test_fraction: float, seed: int) -> tuple[list[dict], str, list[BadFile]]:
+    lists = find_split_lists(task_root) if task != "unlabeled" else {}
+    names = [s.image.stem for s in loaded.samples]
+    problems: list[BadFile] = []
+    if task == "unlabeled":
+        split, source = ["pool"] * len(names), "all frames form the unlabeled pool"
+    elif lists:
+        listed = read_split_lists(lists)
+        split, unlisted = splits_from_lists(names, strata, listed, val_fraction, seed)
+        source = "official lists " + ", ".join(_rel(p, task_root) for p in lists.values())
+        if "test" not in lists:
+            source += f" (official val -> test; val = {val_fraction:.0%} of official train, seed {seed})"
+        problems = [BadFile(str(s.image), "not in any split list; left out") for s, n in zip(loaded.samples, names)
+                    if n in set(unlisted)]
+    else:
+        split = stratified_splits(strata, val_fraction, test_fraction, seed)
+        source = f"seeded stratified split (seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
+    rows = [{"task": task, "file": _rel(s.image, task_root), "mask": _rel(s.mask, task_root) if s.mask else "",
+             "label": s.label or "", "split": sp, "stratum": st, "sha256": h}
+            for s, sp, st, h in zip(loaded.samples, split, strata, loaded.sha256)]
+    return rows, source, problems
+
+
+def fingerprint(splits: pd.DataFrame) -> str:
+    """SHA-256 over every used file's task, relative name, split and content hash."""
+    h = hashlib.sha256()
+    for row in splits.sort_values(["task", "file"]).itertuples():
+        h.update(f"{row.task}|{row.file}|{row.split}|{row.sha256}\n".encode())
+    return h.hexdigest()
+
+
+def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path = "", image_size: int | None = None,
+            seed: int | None = None, skip_bad: bool = False, classes: list[str] | None = None,
+            cache: ImageCache | None = None) -> PreparedData:
+    """Validate and split the data of a run and write ``reports/<profile>/data/``.
+
+    Raises DataError listing every problem, unless `skip_bad`, in which case bad
+    files are left out and listed in the report. Fewer than 2 usable classes is
+    always an error.
+    """
+    prof = get_profile(profile)
+    image_size = image_size or prof.image_size
+    seed = prof.seed if seed is None else seed
+    cache = cache or ImageCache(paths.cache_dir())
+    sources = resolve_sources(data_root, profile)
+    bad: list[BadFile] = []
+    scanned: dict[str, tuple[list[Sample], Path]] = {}
+    found_classes: list[str] = []
+    if sources.classification:
+        samples, found_classes, problems = scan_classification(sources.classification, classes,
+                                                               sources.classification_masks)
+        bad += problems
+        scanned["classification"] = (samples, sources.classification)
+    if sources.segmentation:
+        samples, problems = scan_segmentation(sources.segmentation)
+        bad += problems
+        scanned["segmentation"] = (samples, sources.segmentation)
+    if sources.unlabeled:
+        samples, problems = scan_image_folder(sources.unlabeled)
+        bad += problems
+        scanned["unlabeled"] = (samples, sources.unlabeled)
+    sets: dict[str, LoadedSet] = {}
+    for task, (samples, _) in scanned.items():
+        sets[task], problems = load_samples(samples, image_size, cache, desc=task)
+        bad += problems
+    if sources.classification:
+        usable = sorted({s.label for s in sets["classification"].samples if s.label})
+        if len(usable) < 2:
+            raise DataError(sources.classification, [BadFile(str(sources.classification),
+                            f"fewer than 2 usable classes ({', '.join(usable) or 'none'}); classification needs at least 2")]
+                            + bad)
+        found_classes = [c for c in found_classes if c in usable]
+    if bad and not skip_bad:
+        raise DataError(sources.root, bad, SKIP_HINT)
+    rows: list[dict] = []
+    split_source: dict[str, str] = {}
+    for task, loaded in sets.items():
+        if task == "segmentation":
+            strata = [f"{min(int(c), 3)} polyp(s)" for c in polyp_counts(loaded.masks)]
+        elif task == "classification":
+            strata = [str(lab) for lab in loaded.labels]
+        else:
+            strata = [""] * len(loaded.samples)
+        task_rows, split_source[task], problems = _split_rows(task, loaded, scanned[task][1], strata,
+                                                              prof.val_fraction, prof.test_fraction, seed)
+        rows += task_rows
+        bad += problems
+    table = pd.DataFrame(rows, columns=["task", "file", "mask", "label", "split", "stratum", "sha256"])
+    table = table[table["split"] != "unlisted"].reset_index(drop=True)
+    counts = {task: {str(k): int(v) for k, v in grp.groupby("split").size().items()}
+              for task, grp in table.groupby("task")}
+    label_counts = {f"{k[0]}/{k[1]}": int(v) for k, v in
+                    table[table["task"] == "classification"].groupby(["split", "label"]).size().items()}
+    report = {
+        "profile": profile, "seed": seed, "image_size": image_size, "origin": sources.origin,
+        "description": sources.describe(), "data_root": str(sources.root),
+        "sources": {t: str(getattr(sources, t)) if getattr(sources, t) else None
+                    for t in ("classification", "classification_masks", "segmentation", "unlabeled")},
+        "classes": found_classes, "counts": counts, "class_counts": label_counts, "split_source": split_source,
+        "fingerprint": fingerprint(table), "generator": sources.generator, "skip_bad": skip_bad,
+        "bad_files": [{"path": b.path, "problem": b.problem} for b in bad],
+    }
+    out = paths.data_report_dir(profile, reports_root)
+    write_csv(out / "splits.csv", table)
+    write_csv(out / "bad_files.csv", pd.DataFrame(report["bad_files"], columns=["path", "problem"]))
+    write_json(out / "data_report.json", report)
+    return PreparedData(sources, table, sets, found_classes, bad, report)
+
+
+def provenance(report: dict, split: str) -> str:
+    """One line every table and figure carries: which data, split, seed and profile made it."""
+    return (f"Data: {report['description']} (fingerprint {report['fingerprint'][:12]}) · split: {split} · "
+            f"seed {report['seed']} · profile {report['profile']} · image size {report['image_size']} px")
+
+
+def read_data_report(profile: str, reports_root: str | Path = "") -> dict:
+    """The data report notebook 00 wrote; a clear error if it has not run."""
+    path = paths.data_report_dir(profile, reports_root) / "data_report.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run notebook 00_data first (./run_all.sh --only 00_data)")
+    return read_json(path)
+
+
+def load_split(task: str, split: str | list[str] | None, profile: str, reports_root: str | Path = "",
+               image_size: int | None = None, cache: ImageCache | None = None) -> tuple[LoadedSet, pd.DataFrame]:
+    """Arrays of one task's split(s) as notebook 00 recorded them (decoded through the cache).
+
+    `split=None` loads every split of the task. Returns the set and its rows of
+    ``splits.csv`` in the same order.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    report = read_data_report(profile, reports_root)
+    root = report["sources"][task]
+    if root is None:
+        raise ValueError(f"the data in {report['data_root']} has no {task} layout")
+    table = pd.read_csv(paths.data_report_dir(profile, reports_root) / "splits.csv", keep_default_na=False)
+    wanted = [split] if isinstance(split, str) else split
+    rows = table[(table["task"] == task) & (table["split"].isin(wanted) if wanted else True)].reset_index(drop=True)
+    root = Path(root)
+    samples = [Sample(root / r.file, r.label or None, (root / r.mask) if r.mask else None) for r in rows.itertuples()]
+    loaded, bad = load_samples(samples, image_size or report["image_size"], cache or ImageCache(paths.cache_dir()),
+                               desc=f"{task}/{split or 'all'}")
+    if bad:
+        raise DataError(root, bad, "These files changed since notebook 00 validated them: re-run 00_data.")
+    return loaded, rows

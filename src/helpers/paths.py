@@ -1,0 +1,59 @@
+"""Where every artifact lives. All stages ask here, so paths come from one place.
+
+Layout under the repository::
+
+    data/synthetic/<profile>/       embedded data, generated (ignored by git)
+    data/cache/                     decoded, resized image cache (ignored)
+    reports/<profile>/              everything a run writes
+        data/                       splits.csv, data_report.json (notebook 00)
+        <stage>/                    one folder per notebook stage, e.g. 01_eda/
+        notebooks/                  executed notebooks + HTML
+        manifest.json               the run manifest
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    """The checkout this package was installed from (editable install), else the cwd."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def reports_root(override: str | Path = "") -> Path:
+    """Base folder of all reports; `override` (a notebook's `reports_root`) wins when set."""
+    return Path(override).expanduser().resolve() if str(override) else repo_root() / "reports"
+
+
+def run_dir(profile: str, reports: str | Path = "") -> Path:
+    """`reports/<profile>/`: one profile's run."""
+    return reports_root(reports) / profile
+
+
+def stage_dir(profile: str, stage: str, reports: str | Path = "", create: bool = True) -> Path:
+    """`reports/<profile>/<stage>/`, created on demand."""
+    path = run_dir(profile, reports) / stage
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_report_dir(profile: str, reports: str | Path = "") -> Path:
+    """Where notebook 00 writes the splits and the data report that later stages read."""
+    return stage_dir(profile, "data", reports)
+
+
+def synthetic_root(profile: str) -> Path:
+    """Where the embedded data of a profile is generated."""
+    return repo_root() / "data" / "synthetic" / profile
+
+
+def cache_dir() -> Path:
+    """On-disk cache of decoded, resized images (keyed by file content)."""
+    return repo_root() / "data" / "cache"

@@ -1,0 +1,110 @@
+"""The course's run profiles, defined once.
+
+Every notebook receives its knobs as Papermill parameters built here, so the
+`smoke` (tests), `cpu` (default, a laptop) and `full` (real data on a GPU)
+settings never drift between notebooks. A notebook opened by hand runs with
+the `cpu` values written in its `parameters` cell; a test checks that those
+cell defaults equal `PROFILES["cpu"]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PROFILE_NAMES = ("smoke", "cpu", "full")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """How much embedded (procedural) data to generate, and at what size."""
+
+    per_class: int  # images of the largest class (normal); others follow synthetic.CLASS_SHARE
+    seg_pairs: int  # Kvasir-SEG style image/mask pairs
+    unlabeled: int  # frames in the self-supervised pool
+    min_side: int  # generated frames vary in size like real ones
+    max_side: int
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One run profile. `params` are the names every notebook shares."""
+
+    name: str
+    description: str
+    seed: int
+    image_size: int
+    batch_size: int
+    epochs: int
+    val_fraction: float
+    test_fraction: float
+    synthetic: SyntheticSpec
+    expects_real_data: bool = False
+    notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def params(self, data_root: str = "", reports_root: str = "") -> dict[str, Any]:
+        """Parameters every notebook's `parameters` cell declares."""
+        return {
+            "profile": self.name,
+            "seed": self.seed,
+            "image_size": self.image_size,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "data_root": data_root,
+            "reports_root": reports_root,
+        }
+
+    def params_for(self, notebook: str, data_root: str = "", reports_root: str = "") -> dict[str, Any]:
+        """Shared parameters plus the ones only `notebook` (its stem) uses."""
+        out = self.params(data_root=data_root, reports_root=reports_root)
+        out.update(self.notebook_params.get(notebook, {}))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="Tiny data, 1 epoch: checks that every notebook runs (tests, CI).",
+        seed=0,
+        image_size=64,
+        batch_size=8,
+        epochs=1,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        synthetic=SyntheticSpec(per_class=20, seg_pairs=24, unlabeled=24, min_side=96, max_side=128),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="Default: synthetic data sized so the whole course runs in <30 min on 2 CPU cores.",
+        seed=0,
+        image_size=96,
+        batch_size=32,
+        epochs=8,
+        val_fraction=0.15,
+        test_fraction=0.15,
+        synthetic=SyntheticSpec(per_class=250, seg_pairs=300, unlabeled=600, min_side=192, max_side=320),
+    ),
+    "full": Profile(
+        name="full",
+        description="Real data at published resolutions and epochs, for a GPU (starts on CPU, slowly).",
+        seed=0,
+        image_size=352,
+        batch_size=8,
+        epochs=60,
+        val_fraction=0.1,
+        test_fraction=0.1,
+        synthetic=SyntheticSpec(per_class=1000, seg_pairs=1000, unlabeled=3000, min_side=332, max_side=1024),
+        expects_real_data=True,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """Look a profile up by name, with an error that lists the valid ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}") from None
