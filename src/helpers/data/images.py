@@ -61,6 +61,8 @@ def decode(data: bytes, size: int | None, kind: Kind) -> tuple[np.ndarray, tuple
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageProblem("not an image: Pillow cannot identify the file format") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageProblem(f"corrupt or truncated image ({exc})") from None
     orig = im.size
     try:
         if size and im.format == "JPEG":

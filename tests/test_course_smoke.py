@@ -1,0 +1,47 @@
+"""Every notebook of the course, executed with Papermill in the smoke profile."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from helpers.runner import discover, run_course
+
+from conftest import SHARED_KVASIR_SEG
+
+
+@pytest.mark.notebooks
+def test_all_notebooks_run_in_smoke_profile(tmp_path):
+    reports = tmp_path / "reports"
+    assert run_course("smoke", reports_root=str(reports)) == 0
+    run = reports / "smoke"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [e["name"] for e in manifest["notebooks"]] == [s.name for s in discover()]
+    assert all(e["status"] == "ok" for e in manifest["notebooks"])
+    assert manifest["data"]["origin"] == "synthetic" and len(manifest["data"]["fingerprint"]) == 64
+    for spec in discover():
+        assert (run / "notebooks" / f"{spec.name}.html").stat().st_size > 10_000
+    splits = pd.read_csv(run / "data" / "splits.csv")
+    assert set(splits["task"]) == {"classification", "segmentation", "unlabeled"}
+    for fig in ("class_balance", "image_sizes", "colour_stats", "mask_stats", "samples", "mask_overlays"):
+        assert (run / "01_eda" / f"{fig}.png").stat().st_size > 5_000, fig
+    summary = json.loads((run / "01_eda" / "eda_summary.json").read_text())
+    assert summary["imbalance_ratio"] == pytest.approx(2.5) and "per-class recall" in summary["interpretation"]
+
+
+@pytest.mark.notebooks
+@pytest.mark.realdata
+@pytest.mark.skipif(not SHARED_KVASIR_SEG.is_dir(), reason="real Kvasir-SEG not present (../shared/data/kvasir-seg)")
+def test_eda_runs_on_real_kvasir_seg(tmp_path):
+    from conftest import snapshot
+
+    before = {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]}
+    reports = tmp_path / "reports"
+    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01"], reports_root=str(reports)) == 0
+    report = json.loads((reports / "smoke" / "data" / "data_report.json").read_text())
+    assert report["origin"] == "real" and report["counts"]["segmentation"]["test"] == 120
+    assert sum(report["counts"]["segmentation"].values()) == 1000 and not report["bad_files"]
+    assert "splits_medico2020/train.txt" in report["split_source"]["segmentation"]
+    sizes = pd.read_csv(reports / "smoke" / "01_eda" / "image_sizes.csv")
+    assert sizes.loc[sizes["level_0"] == "segmentation"].set_index("level_1").loc["width", "max"] == 1920
+    assert {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]} == before

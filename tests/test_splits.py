@@ -1,0 +1,73 @@
+"""Splits: stratified, disjoint, deterministic; official lists used when present."""
+
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from helpers.data import find_split_lists, prepare, read_split_lists, splits_from_lists, stratified_splits
+
+from conftest import SHARED_KVASIR_SEG
+
+STRATA = ["a"] * 60 + ["b"] * 30 + ["c"] * 10
+
+
+def test_stratified_keeps_class_proportions():
+    splits = stratified_splits(STRATA, 0.2, 0.2, seed=0)
+    assert Counter(splits) == {"train": 60, "val": 20, "test": 20}
+    for part in ("train", "val", "test"):
+        share = Counter(s for s, p in zip(STRATA, splits) if p == part)
+        n = sum(share.values())
+        assert abs(share["a"] / n - 0.6) < 0.06 and abs(share["c"] / n - 0.1) < 0.06
+
+
+def test_splits_are_deterministic_and_seed_dependent():
+    assert stratified_splits(STRATA, 0.2, 0.2, seed=3) == stratified_splits(STRATA, 0.2, 0.2, seed=3)
+    assert stratified_splits(STRATA, 0.2, 0.2, seed=3) != stratified_splits(STRATA, 0.2, 0.2, seed=4)
+
+
+def test_tiny_strata_fall_back_to_a_plain_split():
+    splits = stratified_splits(["x"] * 5 + ["y"], 0.2, 0.2, seed=0)
+    assert len(splits) == 6 and set(splits) == {"train", "val", "test"}
+
+
+def test_official_lists_val_becomes_test(tmp_path):
+    names = [f"n{i}" for i in range(20)]
+    listed = {n: ("val" if i < 5 else "train") for i, n in enumerate(names[:18])}
+    splits, unlisted = splits_from_lists(names, ["s"] * 20, listed, val_fraction=0.2, seed=0)
+    assert splits[:5] == ["test"] * 5
+    assert Counter(splits[5:18]) == {"train": 10, "val": 3}
+    assert unlisted == ["n18", "n19"] and splits[18:] == ["unlisted", "unlisted"]
+
+
+def test_official_test_list_is_kept(tmp_path):
+    splits, _ = splits_from_lists(["a", "b", "c"], ["s"] * 3, {"a": "train", "b": "val", "c": "test"}, 0.5, 0)
+    assert splits == ["train", "val", "test"]
+
+
+def test_prepare_uses_split_lists_in_a_subfolder(seg_tree, tmp_path):
+    lists = seg_tree / "splits_medico2020"
+    lists.mkdir()
+    (lists / "train.txt").write_text("id0\nid1\nid2\nid3\n")
+    (lists / "val.txt").write_text("id4\nid5\n")
+    prepared = prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r", image_size=16)
+    table = pd.read_csv(tmp_path / "r" / "smoke" / "data" / "splits.csv")
+    by_file = dict(zip(table["file"], table["split"]))
+    assert by_file["images/id4.jpg"] == by_file["images/id5.jpg"] == "test"
+    assert {by_file[f"images/id{i}.jpg"] for i in range(4)} <= {"train", "val"}
+    assert "official lists" in prepared.report["split_source"]["segmentation"]
+
+
+def test_splits_csv_is_disjoint_and_complete(cls_tree, tmp_path):
+    prepare("smoke", data_root=cls_tree, reports_root=tmp_path / "r", image_size=16)
+    table = pd.read_csv(tmp_path / "r" / "smoke" / "data" / "splits.csv")
+    assert len(table) == 12 and table["file"].is_unique
+    assert set(table["split"]) == {"train", "val", "test"}
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not SHARED_KVASIR_SEG.is_dir(), reason="real Kvasir-SEG not present (../shared/data/kvasir-seg)")
+def test_real_kvasir_seg_official_lists():
+    lists = find_split_lists(SHARED_KVASIR_SEG)
+    listed = read_split_lists(lists)
+    assert Counter(listed.values()) == {"train": 880, "val": 120}
