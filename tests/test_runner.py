@@ -52,3 +52,9 @@ def test_only_selects_by_name_or_number():
     assert select(specs, None) == specs
     with pytest.raises(SystemExit, match="no notebook matches 09"):
         select(specs, ["09"])
+
+
+def test_missing_data_root_fails_before_any_notebook(tmp_path, capsys):
+    assert run_course("smoke", data_root=str(tmp_path / "nope"), reports_root=str(tmp_path / "r")) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

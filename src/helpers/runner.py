@@ -145,6 +145,9 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
     prof = get_profile(profile)
     if data_root:
         data_root = str(Path(data_root).expanduser().resolve())
+        if not Path(data_root).is_dir():
+            print(f"error: --data-root {data_root}: no such folder", file=sys.stderr)
+            return 2
     elif prof.expects_real_data:
         print(f"warning: profile {profile!r} is meant for real data (--data-root); running on the embedded "
               "synthetic data at full size, which is slow on CPU", file=sys.stderr)
