@@ -27,6 +27,16 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
         assert (run / "01_eda" / f"{fig}.png").stat().st_size > 5_000, fig
     summary = json.loads((run / "01_eda" / "eda_summary.json").read_text())
     assert summary["imbalance_ratio"] == pytest.approx(2.5) and "per-class recall" in summary["interpretation"]
+    ssl_dir = run / "02_ssl"
+    import torch
+
+    state = torch.load(ssl_dir / "encoder.pt", weights_only=True)
+    assert any(k.startswith("layer4") for k in state)
+    loss = pd.read_csv(ssl_dir / "loss.csv")
+    assert len(loss) == 1 and loss["loss"].notna().all()
+    table = pd.read_csv(ssl_dir / "few_label_eval.csv")
+    assert set(table["encoder"]) == {"SimCLR", "random init"} and table["macro_f1_mean"].between(0, 1).all()
+    assert json.loads((ssl_dir / "summary.json").read_text())["verdict"] in {"beats", "does not clearly beat", "does not beat"}
 
 
 @pytest.mark.notebooks

@@ -15,7 +15,7 @@ NOTEBOOKS = discover()
 
 def test_course_has_notebooks_in_order():
     names = [s.name for s in NOTEBOOKS]
-    assert names[:2] == ["00_data", "01_eda"]
+    assert names[:3] == ["00_data", "01_eda", "02_contrastive_pretraining"]
     known = set(names)
     for spec in NOTEBOOKS:
         assert set(spec.depends_on) <= known, f"{spec.name} depends on unknown notebooks"
