@@ -30,8 +30,14 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     ssl_dir = run / "02_ssl"
     import torch
 
+    from helpers.ssl import SimCLR
+    from helpers.training import load_weights
+
     state = torch.load(ssl_dir / "encoder.pt", weights_only=True)
     assert any(k.startswith("layer4") for k in state)
+    meta = json.loads((ssl_dir / "encoder.json").read_text())
+    encoder = load_weights(SimCLR(meta["encoder"]).encoder, ssl_dir / "encoder.pt")  # strict: every key must fit
+    assert torch.equal(encoder.conv1.weight, state["conv1.weight"])
     loss = pd.read_csv(ssl_dir / "loss.csv")
     assert len(loss) == 1 and loss["loss"].notna().all()
     table = pd.read_csv(ssl_dir / "few_label_eval.csv")

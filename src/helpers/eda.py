@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from scipy import ndimage
 
 from .data import LoadedSet, polyp_counts
 
@@ -127,9 +128,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, colour=(0, 255, 0), alpha: floa
     out = image.astype(np.float32).copy()
     m = mask.astype(bool)
     out[m] = (1 - alpha) * out[m] + alpha * np.array(colour, np.float32)
-    edge = m & ~np.pad(m, 1, mode="edge")[2:, 1:-1] | m & ~np.pad(m, 1, mode="edge")[:-2, 1:-1] \
-        | m & ~np.pad(m, 1, mode="edge")[1:-1, 2:] | m & ~np.pad(m, 1, mode="edge")[1:-1, :-2]
-    out[edge] = colour
+    out[m & ~ndimage.binary_erosion(m, border_value=1)] = colour
     return out.clip(0, 255).astype(np.uint8)
 
 

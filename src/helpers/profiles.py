@@ -76,7 +76,7 @@ PROFILES: dict[str, Profile] = {
         test_fraction=0.2,
         synthetic=SyntheticSpec(per_class=20, seg_pairs=24, unlabeled=24, min_side=96, max_side=128),
         notebook_params={
-            "02_contrastive_pretraining": {"ssl_encoder": "resnet18", "ssl_epochs": 1, "ssl_lr": 2e-3,
+            "02_contrastive_pretraining": {"ssl_encoder": "resnet18", "ssl_epochs": 1, "ssl_lr": 2e-3, "ssl_batch_size": 16,
                                            "temperature": 0.5, "label_fractions": [0.25, 1.0], "probe_repeats": 2},
         },
     ),
@@ -92,7 +92,7 @@ PROFILES: dict[str, Profile] = {
         synthetic=SyntheticSpec(per_class=250, seg_pairs=300, unlabeled=600, min_side=192, max_side=320),
         notebook_params={
             # ResNet-18, not the ResNet-50 of `full`: ~4x faster on 2 cores, so pretraining fits in ~2 minutes.
-            "02_contrastive_pretraining": {"ssl_encoder": "resnet18", "ssl_epochs": 15, "ssl_lr": 2e-3,
+            "02_contrastive_pretraining": {"ssl_encoder": "resnet18", "ssl_epochs": 15, "ssl_lr": 2e-3, "ssl_batch_size": 64,
                                            "temperature": 0.5, "label_fractions": [0.1, 1.0], "probe_repeats": 5},
         },
     ),
@@ -108,7 +108,7 @@ PROFILES: dict[str, Profile] = {
         synthetic=SyntheticSpec(per_class=1000, seg_pairs=1000, unlabeled=3000, min_side=332, max_side=1024),
         expects_real_data=True,
         notebook_params={
-            "02_contrastive_pretraining": {"ssl_encoder": "resnet50", "ssl_epochs": 200, "ssl_lr": 1e-3,
+            "02_contrastive_pretraining": {"ssl_encoder": "resnet50", "ssl_epochs": 200, "ssl_lr": 1e-3, "ssl_batch_size": 256,
                                            "temperature": 0.5, "label_fractions": [0.1, 1.0], "probe_repeats": 5},
         },
     ),
