@@ -21,6 +21,13 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     assert manifest["data"]["origin"] == "synthetic" and len(manifest["data"]["fingerprint"]) == 64
     for spec in discover():
         assert (run / "notebooks" / f"{spec.name}.html").stat().st_size > 10_000
+    import nbformat
+
+    eda_nb = nbformat.read(run / "notebooks" / "01_eda.ipynb", as_version=4)
+    shown = sum("image/png" in o.get("data", {}) for c in eda_nb.cells for o in c.get("outputs", []))
+    assert shown >= 6, "figures must be shown inline in the executed notebook, not only saved"
+    streams = [o for c in eda_nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+    assert not any(o["name"] == "stderr" and "Warning" in o["text"] for o in streams)
     splits = pd.read_csv(run / "data" / "splits.csv")
     assert set(splits["task"]) == {"classification", "segmentation", "unlabeled"}
     for fig in ("class_balance", "image_sizes", "colour_stats", "mask_stats", "samples", "mask_overlays"):

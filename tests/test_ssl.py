@@ -1,6 +1,7 @@
 """SimCLR pieces that the notebook relies on."""
 
 import numpy as np
+import pandas as pd
 import torch
 
 from helpers import ssl
@@ -38,3 +39,17 @@ def test_one_pretraining_epoch_runs_and_updates_weights():
     history = ssl.pretrain(model, images, 32, epochs=1, batch_size=4)
     assert len(history) == 1 and np.isfinite(history["loss"]).all()
     assert not torch.equal(before, model.head[0].weight)
+
+
+def test_verdict_claims_a_gain_only_outside_the_spread():
+    def draws(f1s):
+        return pd.DataFrame([{"label_fraction": 0.1, "labels": 30, "draw": d, "method": "linear probe",
+                              "accuracy": 0.0, "macro_f1": f1} for d, f1 in enumerate(f1s)])
+
+    def table(ssl_f1, ssl_std):
+        return ssl.compare({"SimCLR": draws([ssl_f1 - ssl_std, ssl_f1 + ssl_std]), "random init": draws([0.5, 0.5])})
+
+    assert ssl.verdict(table(0.7, 0.01))["verdict"] == "beats"
+    assert ssl.verdict(table(0.52, 0.1))["verdict"] == "does not clearly beat"
+    assert ssl.verdict(table(0.4, 0.01))["verdict"] == "does not beat"
+    assert "**beats**" in ssl.verdict(table(0.7, 0.01))["text"]

@@ -23,7 +23,6 @@ def write_text(path: Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -38,8 +37,12 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return write_text(path, frame.to_csv(index=False))
 
 
-def save_figure(fig: Any, folder: Path, name: str, dpi: int = 110) -> Path:
-    """Save a matplotlib figure as `<folder>/<name>.png` (atomically) and return the path."""
+def save_figure(fig: Any, folder: Path, name: str, dpi: int = 110) -> None:
+    """Save a matplotlib figure as `<folder>/<name>.png` (atomically).
+
+    Returns nothing, so a notebook cell ending with it shows the figure (inline
+    backend) rather than a path.
+    """
     path = Path(folder) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
@@ -50,4 +53,3 @@ def save_figure(fig: Any, folder: Path, name: str, dpi: int = 110) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
-from tqdm import tqdm
+
+from .progress import progress
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,7 +57,7 @@ def extract_features(model: nn.Module, images: np.ndarray, batch_size: int = 64,
     model.eval()
     dev = next(model.parameters()).device
     loader = DataLoader(ArrayDataset(images), batch_size=batch_size, shuffle=False)
-    out = [model(x.to(dev)).float().cpu() for x in tqdm(loader, desc=desc, mininterval=5, leave=False)]
+    out = [model(x.to(dev)).float().cpu() for x in progress(loader, desc=desc, leave=False)]
     return torch.cat(out).numpy()
 
 

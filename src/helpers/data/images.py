@@ -18,7 +18,8 @@ from typing import Iterable, Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
+
+from ..progress import progress
 
 Kind = Literal["image", "mask"]
 CACHE_VERSION = 1
@@ -133,4 +134,4 @@ def decode_many(paths: Iterable[Path], size: int | None, kind: Kind, cache: Imag
             return ImageProblem(f"unreadable file ({exc.strerror or exc})")
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        return list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, mininterval=2, disable=len(paths) < 50))
+        return list(progress(pool.map(one, paths), desc=desc, total=len(paths)))

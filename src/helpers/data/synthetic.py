@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
-from tqdm import tqdm
+
+from ..progress import progress
 
 GENERATOR_VERSION = 1
 CLASSES = ("normal-cecum", "polyps", "dyed-lifted-polyps")
@@ -291,7 +292,7 @@ def generate(root: Path, per_class: int, seg_pairs: int, unlabeled: int, seed: i
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for files in tqdm(pool.map(_files_for, jobs, chunksize=8), total=len(jobs), desc="generate frames", mininterval=2):
+        for files in progress(pool.map(_files_for, jobs, chunksize=8), desc="generate frames", total=len(jobs)):
             for rel, blob in files:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(blob)

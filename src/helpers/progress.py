@@ -1,0 +1,23 @@
+"""One progress bar style for every long loop, readable in notebooks and in headless logs.
+
+Bars go to stdout (in an executed notebook stderr shows as red error-coloured
+blocks), appear only for loops that take more than two seconds, and refresh
+at most every five seconds, so a Papermill log stays short.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Iterable, TypeVar
+
+from tqdm import TqdmWarning, tqdm
+
+T = TypeVar("T")
+
+# timm imports tqdm.auto, which warns in kernels without ipywidgets; the text bar is what we want there.
+warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+
+
+def progress(iterable: Iterable[T], desc: str, total: int | None = None, **kwargs) -> tqdm:
+    return tqdm(iterable, desc=desc, total=total, file=sys.stdout, delay=2, mininterval=5, ascii=True, **kwargs)
