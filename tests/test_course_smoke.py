@@ -26,8 +26,10 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     eda_nb = nbformat.read(run / "notebooks" / "01_eda.ipynb", as_version=4)
     shown = sum("image/png" in o.get("data", {}) for c in eda_nb.cells for o in c.get("outputs", []))
     assert shown >= 6, "figures must be shown inline in the executed notebook, not only saved"
-    streams = [o for c in eda_nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
-    assert not any(o["name"] == "stderr" and "Warning" in o["text"] for o in streams)
+    for spec in discover():
+        executed = nbformat.read(run / "notebooks" / f"{spec.name}.ipynb", as_version=4)
+        streams = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+        assert not any(o["name"] == "stderr" and "Warning" in o["text"] for o in streams), spec.name
     splits = pd.read_csv(run / "data" / "splits.csv")
     assert set(splits["task"]) == {"classification", "segmentation", "unlabeled"}
     for fig in ("class_balance", "image_sizes", "colour_stats", "mask_stats", "samples", "mask_overlays"):
@@ -50,6 +52,36 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     table = pd.read_csv(ssl_dir / "few_label_eval.csv")
     assert set(table["encoder"]) == {"SimCLR", "random init"} and table["macro_f1_mean"].between(0, 1).all()
     assert json.loads((ssl_dir / "summary.json").read_text())["verdict"] in {"beats", "does not clearly beat", "does not beat"}
+    _check_kd_outputs(run / "03_kd")
+
+
+def _check_kd_outputs(kd):
+    import torch
+
+    from helpers import classify
+    from helpers.training import load_weights
+
+    runs = pd.read_csv(kd / "runs.csv")
+    assert len(runs) == 2 * 3  # 2 students x (scratch + 2 temperatures) x 1 seed
+    assert runs["test_macro_f1"].between(0, 1).all() and runs["test_accuracy"].between(0, 1).all()
+    results = pd.read_csv(kd / "results.csv")
+    assert "teacher" in results["student"].iloc[0] and "test_recall[polyps]_mean" in results
+    assert "± " in (kd / "results.md").read_text() and "Data: synthetic" in (kd / "results.md").read_text()
+    cost = pd.read_csv(kd / "cost.csv").set_index("model")
+    assert cost.loc["mobilenetv3_small_100", "size ratio (teacher / model)"] > 5
+    assert (cost["MMACs"] > 0).all() and (cost["latency_median_ms"] > 0).all()
+    energy = pd.read_csv(kd / "cam_energy.csv")
+    assert list(energy["map"])[-1] == "random maps" and energy["mean"].dropna().between(0, 1).all()
+    assert (energy["frames with a map"] <= energy["frames"]).all() and energy["frames with a map"].iloc[-1] > 0
+    summary = json.loads((kd / "summary.json").read_text())
+    assert {v["student"] for v in summary["students"]} == {"resnet18", "mobilenetv3_small_100"}
+    index = json.loads((kd / "students" / "index.json").read_text())
+    best = index["checkpoints"][index["best"]]
+    model = load_weights(classify.build(best["model"], len(index["classes"])), kd / "students" / f"{index['best']}.pt")
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+    for fig in ("teacher_training", "entropy_vs_temperature", "students_macro_f1", "confusion_matrices", "cam_energy",
+                "gradcam_examples"):
+        assert (kd / f"{fig}.png").stat().st_size > 5_000, fig
 
 
 @pytest.mark.notebooks
@@ -60,7 +92,9 @@ def test_eda_runs_on_real_kvasir_seg(tmp_path):
 
     before = {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]}
     reports = tmp_path / "reports"
-    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01"], reports_root=str(reports)) == 0
+    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01", "03"], reports_root=str(reports)) == 0
+    status = {e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]}
+    assert status["03_knowledge_distillation"] == "not applicable"  # Kvasir-SEG has no classification labels
     report = json.loads((reports / "smoke" / "data" / "data_report.json").read_text())
     assert report["origin"] == "real" and report["counts"]["segmentation"]["test"] == 120
     assert sum(report["counts"]["segmentation"].values()) == 1000 and not report["bad_files"]

@@ -9,11 +9,11 @@ from nbformat.v4 import new_code_cell, new_notebook
 from helpers.runner import NotebookSpec, run_course, select
 
 
-def make_notebook(folder, name, source, depends_on=()):
+def make_notebook(folder, name, source, depends_on=(), requires=()):
     params = new_code_cell('profile = "cpu"\nseed = 0')
     params.metadata["tags"] = ["parameters"]
     nb = new_notebook(cells=[params, new_code_cell(source)])
-    nb.metadata["course"] = {"depends_on": list(depends_on)}
+    nb.metadata["course"] = {"depends_on": list(depends_on), "requires": list(requires)}
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, folder / f"{name}.ipynb")
 
@@ -58,3 +58,16 @@ def test_missing_data_root_fails_before_any_notebook(tmp_path, capsys):
     assert run_course("smoke", data_root=str(tmp_path / "nope"), reports_root=str(tmp_path / "r")) == 2
     assert "no such folder" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_notebook_whose_data_task_is_absent_is_not_applicable(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    make_notebook(nbs, "03_needs_labels", "raise RuntimeError('must not run')", requires=["classification"])
+    report = tmp_path / "reports" / "smoke" / "data" / "data_report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"sources": {"classification": None, "segmentation": "/x/kvasir-seg"}}))
+    assert run_course("smoke", reports_root=str(tmp_path / "reports"), notebooks=nbs) == 0
+    assert "03_needs_labels === not applicable: the data has no classification layout" in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "reports" / "smoke" / "manifest.json").read_text())
+    assert manifest["notebooks"][0]["status"] == "not applicable"

@@ -78,6 +78,10 @@ PROFILES: dict[str, Profile] = {
         notebook_params={
             "02_contrastive_pretraining": {"ssl_encoder": "resnet18", "ssl_epochs": 1, "ssl_lr": 2e-3, "ssl_batch_size": 16,
                                            "temperature": 0.5, "label_fractions": [0.25, 1.0], "probe_repeats": 2},
+            "03_knowledge_distillation": {"teacher_epochs": 1, "teacher_lr": 1e-3, "students": ["resnet18", "mobilenetv3_small_100"],
+                                          "student_epochs": 1, "student_lr": 1e-3, "temperatures": [1.0, 4.0], "alpha": 0.7,
+                                          "student_seeds": [0], "class_weighted": True, "latency_repeats": 3,
+                                          "cam_max_reduction": 16, "cam_examples": 4},
         },
     ),
     "cpu": Profile(
@@ -94,6 +98,11 @@ PROFILES: dict[str, Profile] = {
             # ResNet-18, not the ResNet-50 of `full`: ~4x faster on 2 cores, so pretraining fits in ~2 minutes.
             "02_contrastive_pretraining": {"ssl_encoder": "resnet18", "ssl_epochs": 15, "ssl_lr": 2e-3, "ssl_batch_size": 64,
                                            "temperature": 0.5, "label_fractions": [0.1, 1.0], "probe_repeats": 5},
+            # The teacher gets a longer budget than each student: it is trained once, students 9 times each.
+            "03_knowledge_distillation": {"teacher_epochs": 30, "teacher_lr": 1e-3, "students": ["resnet18", "mobilenetv3_small_100"],
+                                          "student_epochs": 12, "student_lr": 1e-3, "temperatures": [1.0, 4.0], "alpha": 0.7,
+                                          "student_seeds": [0, 1, 2], "class_weighted": True, "latency_repeats": 30,
+                                          "cam_max_reduction": 16, "cam_examples": 6},
         },
     ),
     "full": Profile(
@@ -110,6 +119,11 @@ PROFILES: dict[str, Profile] = {
         notebook_params={
             "02_contrastive_pretraining": {"ssl_encoder": "resnet50", "ssl_epochs": 200, "ssl_lr": 1e-3, "ssl_batch_size": 256,
                                            "temperature": 0.5, "label_fractions": [0.1, 1.0], "probe_repeats": 5},
+            "03_knowledge_distillation": {"teacher_epochs": 60, "teacher_lr": 3e-4,
+                                          "students": ["resnet18", "mobilenetv3_small_100", "vgg16_bn"],
+                                          "student_epochs": 60, "student_lr": 1e-3, "temperatures": [1.0, 3.0, 5.0], "alpha": 0.7,
+                                          "student_seeds": [0, 1, 2], "class_weighted": True, "latency_repeats": 30,
+                                          "cam_max_reduction": 32, "cam_examples": 6},
         },
     ),
 }

@@ -8,15 +8,11 @@ at most every five seconds, so a Papermill log stays short.
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Iterable, TypeVar
 
-from tqdm import TqdmWarning, tqdm
+from tqdm import tqdm
 
 T = TypeVar("T")
-
-# timm imports tqdm.auto, which warns in kernels without ipywidgets; the text bar is what we want there.
-warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, **kwargs) -> tqdm:

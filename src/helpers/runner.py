@@ -35,6 +35,7 @@ class NotebookSpec:
     name: str  # file stem, e.g. "01_eda"
     path: Path
     depends_on: list[str] = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)  # data tasks, e.g. "classification"
 
 
 def discover(folder: Path | None = None) -> list[NotebookSpec]:
@@ -43,7 +44,7 @@ def discover(folder: Path | None = None) -> list[NotebookSpec]:
     specs = []
     for path in sorted(folder.glob("[0-9]*.ipynb")):
         meta = nbformat.read(path, as_version=4).metadata.get("course", {})
-        specs.append(NotebookSpec(path.stem, path, list(meta.get("depends_on", []))))
+        specs.append(NotebookSpec(path.stem, path, list(meta.get("depends_on", [])), list(meta.get("requires", []))))
     return specs
 
 
@@ -139,6 +140,15 @@ def run_notebook(spec: NotebookSpec, params: dict, out_dir: Path) -> dict:
     return entry
 
 
+def _absent_tasks(spec: NotebookSpec, run: Path) -> list[str]:
+    """Data tasks a notebook needs that the prepared data (notebook 00's report) lacks."""
+    report = run / "data" / "data_report.json"
+    if not spec.requires or not report.is_file():
+        return []
+    sources = read_json(report).get("sources", {})
+    return [task for task in spec.requires if not sources.get(task)]
+
+
 def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None = None, reports_root: str = "",
                skip_bad: bool = False, notebooks: Path | None = None) -> int:
     """Run the selected notebooks of a profile; return the process exit code."""
@@ -165,6 +175,12 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
             print(f"\n=== {spec.name} === skipped: upstream {', '.join(blocked)} failed", file=sys.stderr)
             entries[spec.name] = {"name": spec.name, "status": "skipped", "reason": f"upstream {', '.join(blocked)} failed"}
             failed.add(spec.name)
+            continue
+        absent = _absent_tasks(spec, run)
+        if absent:
+            reason = f"the data has no {' or '.join(absent)} layout"
+            print(f"\n=== {spec.name} === not applicable: {reason}", file=sys.stderr)
+            entries[spec.name] = {"name": spec.name, "status": "not applicable", "reason": reason}
             continue
         params = prof.params_for(spec.name, data_root=data_root, reports_root=reports_root) | {"skip_bad": skip_bad}
         entries[spec.name] = run_notebook(spec, params, run / "notebooks")

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .progress import progress
+from .tables import mean_std
 from .training import IMAGENET_MEAN, IMAGENET_STD, device
 
 
@@ -152,11 +153,8 @@ def few_label_eval(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
 
 def compare(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Mean ± std of macro F1 and accuracy per encoder, method and label budget."""
-    frames = [df.assign(encoder=name) for name, df in results.items()]
-    table = pd.concat(frames).groupby(["label_fraction", "labels", "method", "encoder"])[["macro_f1", "accuracy"]]
-    out = table.agg(["mean", "std", "count"])
-    out.columns = [f"{m}_{s}" for m, s in out.columns]
-    return out.reset_index().fillna({"macro_f1_std": 0.0, "accuracy_std": 0.0})
+    frame = pd.concat(df.assign(encoder=name) for name, df in results.items())
+    return mean_std(frame, ["label_fraction", "labels", "method", "encoder"], ["macro_f1", "accuracy"])
 
 
 def verdict(table: pd.DataFrame, method: str = "linear probe") -> dict:

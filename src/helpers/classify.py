@@ -1,0 +1,199 @@
+"""Frame classifiers (normal / polyp / dyed-lifted polyp): build, train (with or without a teacher), score.
+
+Notebook 03 trains the teacher and the students with the same `fit`, so the
+only difference between "scratch" and "distilled" is the loss. Model selection
+uses the validation split only; the test split is scored once at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import timm
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support,
+                             roc_auc_score)
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from .distill import kd_loss
+from .progress import progress
+from .training import IMAGENET_MEAN, IMAGENET_STD, ArrayDataset, device, extract_features, seed_everything
+
+
+def build(name: str, n_classes: int, encoder_weights: Path | None = None) -> nn.Module:
+    """A timm classifier; with `encoder_weights` (notebook 02's encoder.pt) only its head starts random.
+
+    Refuses a checkpoint that does not fit the architecture, instead of
+    silently training from scratch.
+    """
+    model = timm.create_model(name, pretrained=False, num_classes=n_classes)
+    if encoder_weights is not None:
+        state = torch.load(encoder_weights, map_location="cpu", weights_only=True)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shapes differ: another architecture
+            raise ValueError(f"{encoder_weights} does not fit a {name} encoder: {str(err).splitlines()[1].strip()}") from None
+        head = model.pretrained_cfg.get("classifier", "fc")
+        wrong = [k for k in missing if not k.startswith(head + ".")] + list(unexpected)
+        if wrong:
+            raise ValueError(f"{encoder_weights} does not fit a {name} encoder: mismatched keys {wrong[:5]}")
+    return model
+
+
+def train_transform(image_size: int) -> v2.Compose:
+    """Mild augmentation: crops keep most of the frame (a polyp must stay in it), no hue change (dye is blue)."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop(image_size, scale=(0.7, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.1, 0.0)], p=0.5),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """'Balanced' weights n / (k * count): a rare class's errors cost as much in total as a common one's."""
+    return torch.tensor(compute_class_weight("balanced", classes=np.arange(n_classes), y=labels), dtype=torch.float32)
+
+
+def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    logits = extract_features(model, images, batch_size=batch_size, desc="predict")
+    return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+
+def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
+        val_labels: np.ndarray, epochs: int, lr: float, batch_size: int, seed: int, image_size: int,
+        teacher: nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.7,
+        weights: torch.Tensor | None = None, desc: str = "train") -> pd.DataFrame:
+    """Train with AdamW + cosine decay; keep the epoch with the best validation macro F1.
+
+    Without a teacher the loss is (weighted) cross-entropy; with one it is
+    `distill.kd_loss` on the teacher's logits for the same augmented batch.
+    Returns one row per epoch (loss, validation macro F1, whether it was kept).
+    """
+    dev = device()
+    model.to(dev)
+    if teacher is not None:
+        teacher.to(dev).eval()
+    w = weights.to(dev) if weights is not None else None
+    loader = DataLoader(ArrayDataset(train_images, train_labels, train_transform(image_size)), batch_size=batch_size,
+                        shuffle=True, drop_last=len(train_images) > batch_size,
+                        generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(loader)))
+    history, best_f1, best_state = [], -1.0, None
+    bar = progress(range(1, epochs + 1), desc=desc)
+    for epoch in bar:
+        model.train()
+        losses = []
+        for x, y in loader:
+            x, y = x.to(dev), y.to(dev)
+            logits = model(x)
+            if teacher is None:
+                loss = F.cross_entropy(logits, y, weight=w)
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+                loss = kd_loss(logits, teacher_logits, y, temperature=temperature, alpha=alpha, class_weights=w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        val_f1 = f1_score(val_labels, predict_proba(model, val_images).argmax(1), average="macro")
+        kept = val_f1 > best_f1
+        if kept:
+            best_f1, best_state = val_f1, copy.deepcopy(model.state_dict())
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_macro_f1": float(val_f1), "kept": kept})
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val_f1=f"{val_f1:.3f}", refresh=False)
+    model.load_state_dict(best_state)
+    model.eval()
+    return pd.DataFrame(history)
+
+
+def metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Accuracy, macro F1, macro one-vs-rest ROC-AUC and per-class precision/recall/F1.
+
+    ROC-AUC is NaN when a class is missing from `y_true` (it is undefined then).
+    """
+    k = len(classes)
+    pred = proba.argmax(1)
+    out = {"accuracy": accuracy_score(y_true, pred),
+           "macro_f1": f1_score(y_true, pred, labels=range(k), average="macro", zero_division=0)}
+    if len(np.unique(y_true)) < k:
+        out["roc_auc"] = float("nan")
+    elif k == 2:
+        out["roc_auc"] = roc_auc_score(y_true, proba[:, 1])
+    else:
+        out["roc_auc"] = roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=range(k))
+    p, r, f, _ = precision_recall_fscore_support(y_true, pred, labels=range(k), zero_division=0)
+    for i, c in enumerate(classes):
+        out[f"precision[{c}]"], out[f"recall[{c}]"], out[f"f1[{c}]"] = p[i], r[i], f[i]
+    return {key: float(v) for key, v in out.items()}
+
+
+def per_class_table(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class: what a '~100% accuracy' claim must come with."""
+    p, r, f, s = precision_recall_fscore_support(y_true, proba.argmax(1), labels=range(len(classes)), zero_division=0)
+    return pd.DataFrame({"class": classes, "precision": p, "recall": r, "f1": f, "support": s})
+
+
+def plot_confusions(results: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], title: str = ""):
+    """Confusion matrices (counts, rows = true class) side by side, one per model."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.3 * len(results), 4.0), squeeze=False)
+    short = [c.replace("dyed-lifted-polyps", "dyed-lifted").replace("normal-cecum", "normal") for c in classes]
+    for ax, (name, (y_true, pred)) in zip(axes[0], results.items()):
+        cm = confusion_matrix(y_true, pred, labels=range(len(classes)))
+        ConfusionMatrixDisplay(cm, display_labels=short).plot(ax=ax, colorbar=False, cmap="Blues")
+        ax.set_title(name)
+        ax.tick_params(axis="x", labelrotation=30)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def student_grid(students: list[str], temperatures: list[float], seeds: list[int],
+                 splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], teacher: nn.Module,
+                 epochs: int, lr: float, batch_size: int, image_size: int, alpha: float = 0.7,
+                 weights: torch.Tensor | None = None) -> tuple[pd.DataFrame, dict[tuple, nn.Module]]:
+    """Every student from scratch and distilled at each T, once per seed, under the same budget.
+
+    `splits` maps "train", "val" and "test" to (images, labels). Returns one row
+    per run (validation macro F1, test metrics prefixed `test_`, training time)
+    and the first seed's models keyed by (student, method, temperature).
+    """
+    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = splits["train"], splits["val"], splits["test"]
+    rows, models = [], {}
+    for student in students:
+        for temperature in [None, *temperatures]:
+            method = "scratch" if temperature is None else "KD"
+            for seed in seeds:
+                seed_everything(seed)
+                model = build(student, len(classes))
+                start = time.perf_counter()
+                name = f"{student} {method}" + (f" T={temperature:g}" if temperature else "") + f" seed {seed}"
+                fit(model, x_tr, y_tr, x_va, y_va, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                    image_size=image_size, teacher=None if temperature is None else teacher,
+                    temperature=temperature or 1.0, alpha=alpha, weights=weights, desc=name)
+                val = metrics(y_va, predict_proba(model, x_va), classes)
+                test = metrics(y_te, predict_proba(model, x_te), classes)
+                rows.append({"student": student, "method": method, "temperature": temperature, "seed": seed,
+                             "train_s": time.perf_counter() - start, "val_macro_f1": val["macro_f1"],
+                             **{f"test_{k}": v for k, v in test.items()}})
+                if seed == seeds[0]:
+                    models[(student, method, temperature)] = model
+    return pd.DataFrame(rows), models

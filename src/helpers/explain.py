@@ -1,0 +1,93 @@
+"""Grad-CAM (with pytorch-grad-cam) and a number for "does the model look at the polyp?".
+
+Pictures alone invite cherry-picking, so notebook 03 also scores every test
+polyp frame with a mask by the *energy pointing game*: the share of the CAM's
+total energy that falls inside the polyp mask. A map that ignores the image
+scores, on average, the mask's share of the frame; that is the random baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .training import ArrayDataset
+
+
+def cam_layer(model: nn.Module, max_reduction: int = 32) -> nn.Module:
+    """The deepest feature stage of a timm model whose stride is at most `max_reduction`.
+
+    Grad-CAM's map has that stage's resolution: at 64 px the last stage of a
+    ResNet (stride 32) is 2 x 2, too coarse to locate anything, so small
+    images use the stride-16 stage instead.
+    """
+    stages = [f for f in model.feature_info if f["reduction"] <= max_reduction]
+    if not stages:
+        raise ValueError(f"{type(model).__name__} has no feature stage with stride <= {max_reduction}")
+    return model.get_submodule(stages[-1]["module"])
+
+
+def gradcam(model: nn.Module, layer: nn.Module, images: np.ndarray, targets: list[int], batch_size: int = 32) -> np.ndarray:
+    """Grad-CAM maps (N x H x W, each scaled to [0, 1]) of uint8 images for the given target classes."""
+    model.eval()
+    dev = next(model.parameters()).device
+    loader = DataLoader(ArrayDataset(images), batch_size=batch_size, shuffle=False)
+    maps, start = [], 0
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        for x in loader:
+            batch_targets = [ClassifierOutputTarget(int(t)) for t in targets[start:start + len(x)]]
+            maps.append(cam(input_tensor=x.to(dev), targets=batch_targets))
+            start += len(x)
+    return np.concatenate(maps)
+
+
+def energy_in_mask(cams: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image: sum(cam inside mask) / sum(cam). NaN where the map is all zero (nothing to point with)."""
+    cams = cams.astype(np.float64)
+    inside = (cams * (masks > 0)).reshape(len(cams), -1).sum(1)
+    total = cams.reshape(len(cams), -1).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, inside / total, np.nan)
+
+
+def random_maps(n: int, size: int, grid: int, seed: int = 0) -> np.ndarray:
+    """Maps that ignore the image but look like CAMs: uniform noise on a `grid` x `grid` layer, upsampled bilinearly."""
+    noise = torch.from_numpy(np.random.default_rng(seed).random((n, 1, grid, grid)))
+    return F.interpolate(noise, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
+    """The frame with the map as a 'jet' heat overlay (uint8)."""
+    import matplotlib
+
+    heat = matplotlib.colormaps["jet"](cam)[..., :3]
+    return (((1 - strength) * image / 255.0 + strength * heat) * 255).clip(0, 255).astype(np.uint8)
+
+
+def plot_cams(images: np.ndarray, cams: dict[str, np.ndarray], captions: list[str], masks: np.ndarray | None = None):
+    """Rows of frames: the image (with the mask outline when given), then each model's map."""
+    import matplotlib.pyplot as plt
+
+    from .eda import overlay as outline
+
+    n = len(images)
+    fig, axes = plt.subplots(n, 1 + len(cams), figsize=(2.3 * (1 + len(cams)), 2.35 * n), squeeze=False)
+    for r in range(n):
+        shown = outline(images[r], masks[r]) if masks is not None else images[r]
+        axes[r, 0].imshow(shown)
+        axes[r, 0].set_ylabel(captions[r], fontsize=7)
+        for c, (name, maps) in enumerate(cams.items(), start=1):
+            axes[r, c].imshow(overlay(images[r], maps[r]))
+            if r == 0:
+                axes[r, c].set_title(name, fontsize=9)
+    axes[0, 0].set_title("frame (mask outline)" if masks is not None else "frame", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+

@@ -1,0 +1,72 @@
+"""Classifier building, training, metrics and cost measurements."""
+
+import numpy as np
+import pytest
+import timm
+import torch
+from torch import nn
+
+from helpers import classify, measure
+from helpers.training import save_weights
+
+
+def test_metrics_on_a_hand_made_case():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    proba = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .8, .1], [.1, .7, .2], [.1, .1, .8], [.3, .3, .4]])
+    m = classify.metrics(y, proba, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(5 / 6)
+    assert m["recall[a]"] == 0.5 and m["precision[b]"] == pytest.approx(2 / 3) and m["f1[c]"] == 1.0
+    assert m["macro_f1"] == pytest.approx(np.mean([2 / 3, 0.8, 1.0]))
+    assert 0.5 < m["roc_auc"] <= 1.0
+    assert np.isnan(classify.metrics(np.array([0, 0]), proba[:2], ["a", "b", "c"])["roc_auc"])  # undefined
+    table = classify.per_class_table(y, proba, ["a", "b", "c"])
+    assert table["support"].tolist() == [2, 2, 2]
+
+
+def test_class_weights_are_balanced():
+    w = classify.class_weights(np.array([0, 0, 0, 1]), 2)
+    assert w.tolist() == pytest.approx([4 / 6, 4 / 2])
+
+
+def test_build_loads_an_encoder_checkpoint_and_refuses_a_wrong_one(tmp_path):
+    encoder = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    path = save_weights(encoder, tmp_path / "encoder.pt")
+    model = classify.build("resnet18", 3, path)
+    assert torch.equal(model.conv1.weight, encoder.conv1.weight) and model.fc.out_features == 3
+    with pytest.raises(ValueError, match="does not fit a mobilenetv3_small_100"):
+        classify.build("mobilenetv3_small_100", 3, path)
+
+
+def _toy_data(n=48, size=32, seed=0):
+    """Class = which colour channel is bright: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = (rng.random((n, size, size, 3)) * 60).astype(np.uint8)
+    x[np.arange(n), :, :, y] += 150
+    return x, y
+
+
+@pytest.mark.parametrize("with_teacher", [False, True])
+def test_fit_learns_and_keeps_the_best_validation_epoch(with_teacher):
+    x, y = _toy_data()
+    torch.manual_seed(0)
+    teacher = classify.build("mobilenetv3_small_100", 3) if with_teacher else None
+    model = classify.build("resnet18", 3)
+    history = classify.fit(model, x, y, x, y, epochs=5, lr=1e-3, batch_size=16, seed=0, image_size=32,
+                           teacher=teacher, temperature=3.0, weights=classify.class_weights(y, 3))
+    assert len(history) == 5 and history["kept"].iloc[0]
+    best = history["val_macro_f1"].max()
+    score = classify.metrics(y, classify.predict_proba(model, x), ["r", "g", "b"])["macro_f1"]
+    assert score == pytest.approx(best)  # the restored weights are the best epoch's
+    if not with_teacher:
+        assert best > 0.9
+
+
+def test_macs_and_size_of_known_layers():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    # conv: 8*8 outputs x 4 channels x (3*3*3) MACs; linear: 256 x 5
+    assert measure.macs(model, (1, 3, 8, 8)) == 8 * 8 * 4 * 27 + 256 * 5
+    assert measure.parameter_count(model) == 4 * 27 + 256 * 5 + 5
+    assert measure.weights_mb(model) == pytest.approx((4 * 27 + 256 * 5 + 5) * 4 / 1e6)
+    row = measure.cost_row("toy", nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1)), 16, repeats=3, threads=1)
+    assert row["latency_median_ms"] > 0 and row["latency_p90_ms"] >= row["latency_median_ms"] and row["threads"] == 1

@@ -1,0 +1,82 @@
+"""Grad-CAM on a toy model whose answer is known, and the energy pointing game."""
+
+import numpy as np
+import pytest
+import timm
+import torch
+from torch import nn
+
+from helpers import explain
+
+
+class PlantedFeature(nn.Module):
+    """Class 1's logit is the mean of a 'red detector' map (stride 2); class 0's is its negative."""
+
+    def __init__(self):
+        super().__init__()
+        self.detector = nn.Conv2d(3, 1, kernel_size=2, stride=2)
+        with torch.no_grad():
+            self.detector.weight.zero_()
+            self.detector.weight[0, 0] = 1.0  # red channel
+            self.detector.weight[0, 1:] = -1.0  # minus green and blue
+            self.detector.bias.fill_(0.0)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+            self.head.bias.zero_()
+
+    def forward(self, x):
+        return self.head(self.act(self.detector(x)).mean(dim=(2, 3)))
+
+
+def _frames(n=6, size=32, seed=0):
+    """Grey frames with one red square at a random place; the square's mask is the known answer."""
+    rng = np.random.default_rng(seed)
+    images = np.full((n, size, size, 3), 110, np.uint8)
+    masks = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        y, x = rng.integers(0, size - 8, 2) // 2 * 2
+        images[i, y:y + 8, x:x + 8] = (230, 30, 30)
+        masks[i, y:y + 8, x:x + 8] = 1
+    return images, masks
+
+
+def test_gradcam_points_at_the_planted_feature():
+    images, masks = _frames()
+    model = PlantedFeature()
+    cams = explain.gradcam(model, model.act, images, targets=[1] * len(images), batch_size=4)
+    assert cams.shape == masks.shape and cams.min() >= 0 and cams.max() <= 1
+    share = explain.energy_in_mask(cams, masks)
+    baseline = explain.energy_in_mask(explain.random_maps(len(images), 32, grid=16, seed=0), masks)
+    assert share.min() > 0.8  # the map sits on the square (bilinear upsampling blurs its edge a little)
+    assert baseline.mean() == pytest.approx(masks.mean(), abs=0.05)  # noise scores the square's area share
+    for i in range(len(images)):  # and the hottest pixel is inside the square
+        assert masks[i].flat[cams[i].argmax()] == 1
+
+
+def test_energy_in_mask_hand_case():
+    cam = np.zeros((1, 4, 4))
+    cam[0, 0, 0], cam[0, 3, 3] = 3.0, 1.0
+    mask = np.zeros((1, 4, 4))
+    mask[0, :2, :2] = 1
+    assert explain.energy_in_mask(cam, mask)[0] == pytest.approx(0.75)
+    assert np.isnan(explain.energy_in_mask(np.zeros((1, 4, 4)), mask)[0])
+
+
+def test_cam_layer_respects_the_stride_limit():
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    assert explain.cam_layer(model, 32) is model.layer4
+    assert explain.cam_layer(model, 16) is model.layer3
+    mobile = timm.create_model("mobilenetv3_small_100", pretrained=False, num_classes=3)
+    assert explain.cam_layer(mobile, 16) is mobile.blocks[3]
+    with pytest.raises(ValueError, match="stride"):
+        explain.cam_layer(model, 1)
+
+
+def test_overlay_and_plot_shapes():
+    images, masks = _frames(2)
+    cams = np.random.default_rng(0).random((2, 32, 32))
+    assert explain.overlay(images[0], cams[0]).shape == (32, 32, 3)
+    fig = explain.plot_cams(images, {"a": cams, "b": cams}, ["x", "y"], masks)
+    assert len(fig.axes) == 6
