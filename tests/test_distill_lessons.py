@@ -45,6 +45,7 @@ def _summary(kd_test, kd_std, scratch_test=0.80, scratch_std=0.01):
 def test_kd_verdict_picks_temperature_on_validation_and_respects_the_spread():
     v = distill.verdict(_summary(0.90, 0.01), "s")
     assert v["temperature"] == 4.0 and v["verdict"] == "is better than" and v["at_least_scratch"]
+    assert v["kd_val"] == pytest.approx(0.7)
     assert distill.verdict(_summary(0.805, 0.02), "s")["verdict"].startswith("is at least as good")
     assert distill.verdict(_summary(0.79, 0.02), "s")["verdict"].startswith("is slightly below")
     worse = distill.verdict(_summary(0.60, 0.01), "s")

@@ -82,4 +82,4 @@ def verdict(summary: pd.DataFrame, student: str, metric: str = "macro_f1") -> di
             f"the distilled student **{word}** the scratch one (difference {gain:+.3f}).")
     return {"student": student, "temperature": float(kd["temperature"]), "kd": float(k_mean), "kd_std": float(k_std),
             "scratch": float(s_mean), "scratch_std": float(s_std), "gain": float(gain), "spread": float(spread),
-            "at_least_scratch": bool(gain >= 0), "verdict": word, "text": text}
+            "kd_val": float(kd[f"val_{metric}_mean"]), "at_least_scratch": bool(gain >= 0), "verdict": word, "text": text}

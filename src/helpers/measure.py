@@ -8,6 +8,7 @@ warm-up, on a stated number of threads.
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -38,12 +39,15 @@ def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 @torch.inference_mode()
 def latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30, warmup: int = 5,
                threads: int | None = None) -> dict[str, float]:
-    """Median and 90th-percentile wall time (ms) of a forward pass, eager PyTorch on CPU."""
+    """Median and 90th-percentile wall time (ms) of a forward pass, eager PyTorch on CPU.
+
+    Times a copy, so the caller's model stays on its device (a GPU in `full`).
+    """
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        model = model.eval().cpu()
+        model = copy.deepcopy(model).eval().cpu()
         x = torch.randn(input_shape)
         for _ in range(warmup):
             model(x)
