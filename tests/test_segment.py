@@ -1,9 +1,12 @@
 """Segmentation metrics (including empty cases) and the polyp copy-paste augmentation."""
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 from helpers import segment
+from helpers.training import seed_everything
 
 
 def test_metrics_hand_case_and_empty_rules():
@@ -72,3 +75,112 @@ def test_copy_paste_transform_adds_polyps_from_the_pool():
     from scipy import ndimage
 
     assert ndimage.label(mask)[1] >= 2 and img.shape == (64, 64, 3)
+
+
+def _toy(n=12, size=64, seed=0):
+    """Bright discs on dark mucosa: the mask is exactly where the red channel is high."""
+    rng = np.random.default_rng(seed)
+    images, masks = [], []
+    for _ in range(n):
+        y, x = rng.integers(16, size - 16, 2)
+        image, mask = _frame(size, polyp=(y, x, int(rng.integers(6, 12))), colour=(250, 200, 190))
+        images.append(image)
+        masks.append(mask)
+    return np.stack(images), np.stack(masks)
+
+
+def test_joint_transforms_move_image_and_mask_together():
+    images, masks = _toy(4)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        segment.joint_transform(["rotate", "sharpen"])
+    torch.manual_seed(0)
+    data = segment.SegmentationSet(images, masks, segment.ABLATION["+ blur"])
+    for i in range(len(data)):
+        for _ in range(5):
+            x, y = data[i]
+            assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and y.shape == (1, 64, 64)
+            assert set(torch.unique(y).tolist()) <= {0.0, 1.0}  # nearest-neighbour resampling keeps masks binary
+            red = x[0] * 0.229 + 0.485 > 0.75  # the disc, read back from the transformed image
+            assert (red == y[0].bool()).float().mean() > 0.97  # aligned up to interpolated edge pixels
+
+
+def test_colour_and_blur_never_touch_the_mask():
+    images, masks = _toy(3)
+    data = segment.SegmentationSet(images, masks, ["colour", "blur"])
+    for i in range(3):
+        assert torch.equal(data[i][1][0], torch.from_numpy(masks[i]).float())
+
+
+def test_copy_paste_in_the_dataset_adds_polyps_from_the_training_set_only():
+    images, masks = _toy(6)
+    data = segment.SegmentationSet(images, masks, ["copy_paste"], seed=1)
+    areas = [data[i][1].sum().item() for i in range(6) for _ in range(3)]
+    assert max(a - masks[i // 3].sum() for i, a in enumerate(areas)) > 0  # some frames got a pasted polyp
+    assert len(data.copy_paste.images) == 6
+
+
+def _encoder_checkpoint(tmp_path, name):
+    import timm
+
+    path = tmp_path / f"{name}.pt"
+    torch.save(timm.create_model(name, pretrained=False, num_classes=0).state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("arch", ["unet", "deeplabv3plus"])
+def test_build_starts_from_the_ssl_encoder_and_refuses_a_wrong_one(tmp_path, arch):
+    path = _encoder_checkpoint(tmp_path, "resnet18")
+    model = segment.build(arch, "resnet18", path)
+    saved = torch.load(path, weights_only=True)
+    assert torch.equal(model.encoder.model.state_dict()["layer3.0.conv1.weight"], saved["layer3.0.conv1.weight"])
+    assert not torch.equal(segment.build(arch, "resnet18").encoder.model.state_dict()["conv1.weight"], saved["conv1.weight"])
+    with pytest.raises(ValueError, match="does not fit a resnet34 encoder"):
+        segment.build(arch, "resnet34", path)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        segment.build("segformer", "resnet18")
+
+
+def test_losses_match_a_hand_computed_case():
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., :2, :2] = 1  # 4 of 16 pixels
+    zero = torch.zeros(1, 1, 4, 4)  # p = 0.5 everywhere
+    # soft Dice = 2 * (0.5 * 4) / (0.5 * 16 + 4) = 1/3; soft IoU = 2 / (8 + 4 - 2) = 0.2; BCE = ln 2
+    assert segment.loss_fn("dice_bce")(zero, target).item() == pytest.approx(2 / 3 + np.log(2), abs=1e-5)
+    assert segment.loss_fn("jaccard")(zero, target).item() == pytest.approx(0.8, abs=1e-5)
+    perfect = (target * 2 - 1) * 20
+    assert segment.loss_fn("dice_bce")(perfect, target).item() < 1e-6
+    with pytest.raises(ValueError, match="unknown loss"):
+        segment.loss_fn("focal")
+
+
+def test_fit_learns_toy_discs_and_keeps_the_best_validation_epoch():
+    train, val = _toy(16, seed=0), _toy(8, seed=1)
+    seed_everything(0)
+    model = segment.build("unet", "resnet18")
+    history = segment.fit(model, train, val, ["hflip"], epochs=4, lr=3e-3, batch_size=8, seed=0)
+    dice = segment.per_image_metrics(segment.predict_proba(model, val[0]) >= 0.5, val[1])["dice"].mean()
+    assert dice == pytest.approx(history["val_dice"].max()) and dice > 0.5
+    assert history.loc[history["val_dice"].idxmax(), "kept"]
+
+
+def test_grid_rejects_unknown_rows_and_ssl_without_weights():
+    data = {s: _toy(4) for s in ("train", "val", "test")}
+    with pytest.raises(ValueError, match="not an ABLATION row"):
+        segment.train_grid([{"arch": "unet", "encoder": "resnet18", "augmentation": "mixup", "init": "random"}], [0], data, 1, 1e-3, 4)
+    with pytest.raises(ValueError, match="needs `encoder_weights`"):
+        segment.train_grid([{"arch": "unet", "encoder": "resnet18", "augmentation": "none", "init": "SSL"}], [0], data, 1, 1e-3, 4)
+
+
+def test_ablation_verdicts_claim_only_differences_beyond_the_spread():
+    rows = [("none", "random", 0.70, 0.01, 0.70), ("geometric", "random", 0.76, 0.02, 0.75),
+            ("+ blur", "random", 0.71, 0.03, 0.71), ("+ copy-paste", "random", 0.60, 0.01, 0.60),
+            ("geometric", "SSL", 0.77, 0.02, 0.77)]
+    summary = pd.DataFrame([{"arch": "unet", "augmentation": a, "init": i, "test_dice_mean": m, "test_dice_std": s,
+                             "val_dice_mean": v, "runs": 2} for a, i, m, s, v in rows])
+    assert segment.best_row(summary, "unet") == "geometric"
+    by = {(v["new"], v["base"]): v for v in segment.ablation_verdicts(summary, "unet")}
+    assert by[("geometric", "none")]["outcome"] == "better"
+    assert by[("+ blur", "none")]["outcome"] == "tie_above"
+    assert by[("+ copy-paste", "none")]["outcome"] == "worse" and "**is worse than**" in by[("+ copy-paste", "none")]["text"]
+    assert by[("+ copy-paste", "+ blur")]["outcome"] == "worse"
+    assert by[("geometric + SSL init", "geometric")]["outcome"] == "tie_above"

@@ -25,7 +25,8 @@ from torchvision.transforms import v2
 
 from .distill import kd_loss
 from .progress import progress
-from .training import IMAGENET_MEAN, IMAGENET_STD, ArrayDataset, device, extract_features, seed_everything
+from .training import (IMAGENET_MEAN, IMAGENET_STD, ArrayDataset, device, extract_features, load_encoder,
+                       seed_everything)
 
 
 def build(name: str, n_classes: int, encoder_weights: Path | None = None) -> nn.Module:
@@ -36,15 +37,7 @@ def build(name: str, n_classes: int, encoder_weights: Path | None = None) -> nn.
     """
     model = timm.create_model(name, pretrained=False, num_classes=n_classes)
     if encoder_weights is not None:
-        state = torch.load(encoder_weights, map_location="cpu", weights_only=True)
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as err:  # shapes differ: another architecture
-            raise ValueError(f"{encoder_weights} does not fit a {name} encoder: {str(err).splitlines()[1].strip()}") from None
-        head = model.pretrained_cfg.get("classifier", "fc")
-        wrong = [k for k in missing if not k.startswith(head + ".")] + list(unexpected)
-        if wrong:
-            raise ValueError(f"{encoder_weights} does not fit a {name} encoder: mismatched keys {wrong[:5]}")
+        load_encoder(model, encoder_weights, name, allowed_missing=model.pretrained_cfg.get("classifier", "fc") + ".")
     return model
 
 
@@ -121,13 +114,15 @@ def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, va
     return pd.DataFrame(history)
 
 
-def metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+def metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str], pred: np.ndarray | None = None) -> dict[str, float]:
     """Accuracy, macro F1, macro one-vs-rest ROC-AUC and per-class precision/recall/F1.
 
-    ROC-AUC is NaN when a class is missing from `y_true` (it is undefined then).
+    `pred` defaults to the most probable class; a voting ensemble passes its
+    own (its tie rule). ROC-AUC is NaN when a class is missing from `y_true`
+    (it is undefined then).
     """
     k = len(classes)
-    pred = proba.argmax(1)
+    pred = proba.argmax(1) if pred is None else pred
     out = {"accuracy": accuracy_score(y_true, pred),
            "macro_f1": f1_score(y_true, pred, labels=range(k), average="macro", zero_division=0)}
     if len(np.unique(y_true)) < k:

@@ -12,6 +12,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import tables
+
 
 def softened(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """softmax(z / T): T > 1 reveals the teacher's 'dark knowledge' about the wrong classes."""
@@ -68,15 +70,8 @@ def verdict(summary: pd.DataFrame, student: str, metric: str = "macro_f1") -> di
     kd = kd_rows.loc[kd_rows[f"val_{metric}_mean"].idxmax()]
     s_mean, s_std = scratch[f"test_{metric}_mean"], scratch[f"test_{metric}_std"]
     k_mean, k_std = kd[f"test_{metric}_mean"], kd[f"test_{metric}_std"]
-    gain, spread = round(k_mean - s_mean, 3), max(s_std, k_std)  # differences below the shown precision are ties
-    if gain > spread:
-        word = "is better than"
-    elif gain >= 0:
-        word = "is at least as good as (within the spread over seeds)"
-    elif -gain <= spread:
-        word = "is slightly below, within the spread over seeds,"
-    else:
-        word = "is worse than"
+    judged = tables.compare(k_mean, k_std, s_mean, s_std)
+    gain, spread, word = judged["gain"], judged["spread"], judged["words"]
     text = (f"**{student}**: distilled at T = {kd['temperature']:g} (chosen on validation) reaches test macro F1 "
             f"{k_mean:.3f} ± {k_std:.3f} vs {s_mean:.3f} ± {s_std:.3f} from scratch over {int(kd['runs'])} seed(s): "
             f"the distilled student **{word}** the scratch one (difference {gain:+.3f}).")

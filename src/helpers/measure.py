@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +37,18 @@ def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return counter.get_total_flops() // 2
 
 
+def time_call(fn: Callable[[], object], repeats: int = 30, warmup: int = 5) -> dict[str, float]:
+    """Median and 90th-percentile wall time (ms) of `fn()` after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "repeats": repeats}
+
+
 @torch.inference_mode()
 def latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30, warmup: int = 5,
                threads: int | None = None) -> dict[str, float]:
@@ -49,15 +62,7 @@ def latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30
     try:
         model = copy.deepcopy(model).eval().cpu()
         x = torch.randn(input_shape)
-        for _ in range(warmup):
-            model(x)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - start) * 1e3)
-        return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-                "threads": torch.get_num_threads(), "repeats": repeats}
+        return {**time_call(lambda: model(x), repeats, warmup), "threads": torch.get_num_threads()}
     finally:
         torch.set_num_threads(previous)
 

@@ -82,6 +82,13 @@ PROFILES: dict[str, Profile] = {
                                           "student_epochs": 1, "student_lr": 1e-3, "temperatures": [1.0, 4.0], "alpha": 0.7,
                                           "student_seeds": [0], "class_weighted": True, "latency_repeats": 3,
                                           "cam_max_reduction": 16, "cam_examples": 4},
+            "04_segmentation_augmentation": {"seg_archs": ["unet", "deeplabv3plus"], "seg_encoder": "resnet18",
+                                             "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
+                                             "seg_epochs": 1, "seg_lr": 2e-3, "seg_batch_size": 8, "seg_optimizer": "adamw",
+                                             "seg_loss": "dice_bce", "seg_seeds": [0], "overlay_examples": 3},
+            "05_ensembling": {"ensemble_arch": "deeplabv3plus",
+                              "ensemble_encoders": ["resnet18", "efficientnet_b0", "mobilenetv3_large_100"],
+                              "fail_below": 0.5, "latency_repeats": 3},
         },
     ),
     "cpu": Profile(
@@ -103,6 +110,14 @@ PROFILES: dict[str, Profile] = {
                                           "student_epochs": 12, "student_lr": 1e-3, "temperatures": [1.0, 4.0], "alpha": 0.7,
                                           "student_seeds": [0, 1, 2], "class_weighted": True, "latency_repeats": 30,
                                           "cam_max_reduction": 16, "cam_examples": 6},
+            # 5 rows x 2 architectures + SSL init of each best row, 2 seeds: 24 runs of ~25 s at 64 px.
+            "04_segmentation_augmentation": {"seg_archs": ["unet", "deeplabv3plus"], "seg_encoder": "resnet18",
+                                             "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
+                                             "seg_epochs": 8, "seg_lr": 2e-3, "seg_batch_size": 16, "seg_optimizer": "adamw",
+                                             "seg_loss": "dice_bce", "seg_seeds": [0, 1], "overlay_examples": 4},
+            "05_ensembling": {"ensemble_arch": "deeplabv3plus",
+                              "ensemble_encoders": ["resnet18", "efficientnet_b0", "mobilenetv3_large_100"],
+                              "fail_below": 0.5, "latency_repeats": 20},
         },
     ),
     "full": Profile(
@@ -124,6 +139,15 @@ PROFILES: dict[str, Profile] = {
                                           "student_epochs": 60, "student_lr": 1e-3, "temperatures": [1.0, 3.0, 5.0], "alpha": 0.7,
                                           "student_seeds": [0, 1, 2], "class_weighted": True, "latency_repeats": 30,
                                           "cam_max_reduction": 32, "cam_examples": 6},
+            # The published setting: SGD 1e-2, batch 8, 60 epochs, IoU (Jaccard) loss; encoder = notebook 02's.
+            "04_segmentation_augmentation": {"seg_archs": ["unet", "deeplabv3plus"], "seg_encoder": "resnet50",
+                                             "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
+                                             "seg_epochs": 60, "seg_lr": 1e-2, "seg_batch_size": 8, "seg_optimizer": "sgd",
+                                             "seg_loss": "jaccard", "seg_seeds": [0, 1, 2], "overlay_examples": 4},
+            # The encoders of the brief's lung-STAS ensemble (timm names), trained here from scratch.
+            "05_ensembling": {"ensemble_arch": "deeplabv3plus",
+                              "ensemble_encoders": ["tf_efficientnet_b6", "tf_efficientnetv2_m", "eca_nfnet_l2"],
+                              "fail_below": 0.5, "latency_repeats": 20},
         },
     ),
 }

@@ -1,4 +1,8 @@
-"""Result tables over repeated runs: mean ± std, so a reader can judge a difference against the noise."""
+"""Result tables over repeated runs: mean ± std, and one rule for when a difference counts.
+
+Every verdict in the course (KD vs scratch, augmentation vs none, ensemble vs
+its best member) uses `compare`, so "better" means the same thing everywhere.
+"""
 
 from __future__ import annotations
 
@@ -21,3 +25,27 @@ def as_markdown(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> str
     for m in metrics:
         shown[m] = [f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"])]
     return shown.to_markdown(index=False)
+
+
+# How a difference reads, by `compare`'s outcome.
+WORDS = {"better": "is better than", "tie_above": "is at least as good as (within the spread over seeds)",
+         "tie_below": "is slightly below, within the spread over seeds,", "worse": "is worse than"}
+
+
+def compare(new: float, new_std: float, base: float, base_std: float, digits: int = 3) -> dict:
+    """`new` vs `base` (means over runs): clearly better or worse only beyond the larger std over runs.
+
+    The difference is rounded to the shown precision first, so a gap nobody
+    can see in the table is a tie. Returns gain, spread, outcome (a key of
+    WORDS) and its words.
+    """
+    gain, spread = round(new - base, digits), max(new_std, base_std)
+    if gain > spread:
+        outcome = "better"
+    elif gain >= 0:
+        outcome = "tie_above"
+    elif -gain <= spread:
+        outcome = "tie_below"
+    else:
+        outcome = "worse"
+    return {"gain": float(gain), "spread": float(spread), "outcome": outcome, "words": WORDS[outcome]}

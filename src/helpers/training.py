@@ -74,3 +74,20 @@ def save_weights(model: nn.Module, path: Path) -> Path:
 def load_weights(model: nn.Module, path: Path) -> nn.Module:
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
+
+
+def load_encoder(model: nn.Module, path: Path, name: str, allowed_missing: str = "") -> nn.Module:
+    """Load notebook 02's encoder state dict into `model`; refuse one that does not fit.
+
+    Only keys starting with `allowed_missing` (a fresh head) may be absent, so
+    a wrong checkpoint fails loudly instead of silently training from scratch.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes differ: another architecture
+        raise ValueError(f"{path} does not fit a {name} encoder: {str(err).splitlines()[1].strip()}") from None
+    wrong = [k for k in missing if not (allowed_missing and k.startswith(allowed_missing))] + list(unexpected)
+    if wrong:
+        raise ValueError(f"{path} does not fit a {name} encoder: mismatched keys {wrong[:5]}")
+    return model
