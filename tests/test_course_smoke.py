@@ -53,6 +53,8 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     assert set(table["encoder"]) == {"SimCLR", "random init"} and table["macro_f1_mean"].between(0, 1).all()
     assert json.loads((ssl_dir / "summary.json").read_text())["verdict"] in {"beats", "does not clearly beat", "does not beat"}
     _check_kd_outputs(run / "03_kd")
+    _check_seg_outputs(run / "04_seg", rows=5, seeds=1)
+    _check_ensemble_outputs(run / "05_ensemble", classification=True)
 
 
 def _check_kd_outputs(kd):
@@ -84,15 +86,53 @@ def _check_kd_outputs(kd):
         assert (kd / f"{fig}.png").stat().st_size > 5_000, fig
 
 
+def _check_seg_outputs(seg, rows, seeds):
+    import torch
+
+    from helpers import segment
+
+    runs = pd.read_csv(seg / "runs.csv")
+    assert len(runs) == (2 * rows + 2) * seeds  # every row for U-Net and DeepLabV3+, plus each one's SSL-init row
+    assert set(runs["init"]) == {"random", "SSL"} and runs["test_dice"].between(0, 1).all()
+    results = pd.read_csv(seg / "results.csv")
+    assert {"test_dice_mean", "test_dice_std", "test_iou_mean", "test_dice_sd_images_mean"} <= set(results.columns)
+    assert "± " in (seg / "results.md").read_text() and "Data: " in (seg / "results.md").read_text()
+    summary = json.loads((seg / "summary.json").read_text())
+    assert summary["verdicts"] and all(v["outcome"] in {"better", "tie_above", "tie_below", "worse"} for v in summary["verdicts"])
+    published = pd.read_csv(seg / "published_comparison.csv")
+    assert published["published dice"].tolist() == [0.744, 0.787, 0.790]
+    index = json.loads((seg / "models" / "index.json").read_text())
+    model = segment.load_model(seg / "models", index["best"])
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+    for fig in ("augmentations", "ablation_dice", "best_worst_cases"):
+        assert (seg / f"{fig}.png").stat().st_size > 5_000, fig
+
+
+def _check_ensemble_outputs(ens, classification):
+    seg = pd.read_csv(ens / "segmentation_results.csv")
+    assert {"soft vote (3)", "hard vote (3)", "soft vote (3) + flip TTA"} <= set(seg["model"])
+    assert (seg["ms_per_frame"] > 0).all() and seg["test_dice_mean"].between(0, 1).all()
+    votes = seg.set_index("model")
+    assert votes.loc["soft vote (3) + flip TTA", "ms_per_frame"] > votes.loc["soft vote (3)", "ms_per_frame"]
+    summary = json.loads((ens / "summary.json").read_text())
+    assert len(summary["members"]) == 3 and summary["segmentation"]
+    assert (summary["classification"] is not None) == classification
+    if classification:
+        cls = pd.read_csv(ens / "classification_results.csv")
+        assert "hard vote: students + teacher (5)" in set(cls["model"]) and cls["macro_f1"].between(0, 1).all()
+    assert (ens / "segmentation_ensembles.png").stat().st_size > 5_000
+
+
 @pytest.mark.notebooks
 @pytest.mark.realdata
 @pytest.mark.skipif(not SHARED_KVASIR_SEG.is_dir(), reason="real Kvasir-SEG not present (../shared/data/kvasir-seg)")
-def test_eda_runs_on_real_kvasir_seg(tmp_path):
+def test_course_runs_on_real_kvasir_seg(tmp_path):
     from conftest import snapshot
 
     before = {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]}
     reports = tmp_path / "reports"
-    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01", "03"], reports_root=str(reports)) == 0
+    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01", "02", "03", "04", "05"],
+                      reports_root=str(reports)) == 0
     status = {e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]}
     assert status["03_knowledge_distillation"] == "not applicable"  # Kvasir-SEG has no classification labels
     report = json.loads((reports / "smoke" / "data" / "data_report.json").read_text())
@@ -101,4 +141,6 @@ def test_eda_runs_on_real_kvasir_seg(tmp_path):
     assert "splits_medico2020/train.txt" in report["split_source"]["segmentation"]
     sizes = pd.read_csv(reports / "smoke" / "01_eda" / "image_sizes.csv")
     assert sizes.loc[sizes["level_0"] == "segmentation"].set_index("level_1").loc["width", "max"] == 1920
+    _check_seg_outputs(reports / "smoke" / "04_seg", rows=5, seeds=1)  # the segmentation track on the real frames
+    _check_ensemble_outputs(reports / "smoke" / "05_ensemble", classification=False)
     assert {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]} == before

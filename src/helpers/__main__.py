@@ -1,9 +1,10 @@
-"""Command line: ``python -m helpers run|data ...`` (``run_all.sh`` calls ``run``)."""
+"""Command line: ``python -m helpers run|data|predict ...`` (``run_all.sh`` calls ``run``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .profiles import PROFILE_NAMES
 
@@ -31,6 +32,43 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .artifacts import write_csv
+    from .data.images import IMAGE_EXTENSIONS
+    from .deploy import predict_files, read_card
+
+    model, source = Path(args.model), Path(args.input)
+    try:
+        if model.suffix != ".xml" or not model.is_file() or not model.with_suffix(".bin").is_file():
+            raise ValueError(f"{model}: expected an OpenVINO IR .xml with its .bin next to it")
+        read_card(model)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+        skipped = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        files = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        for p in skipped:
+            print(f"note: {p}: skipped (extension {p.suffix or 'none'} is not an image type)", file=sys.stderr)
+    elif source.is_file():
+        files = [source]
+    else:
+        print(f"error: {source}: no such file or folder", file=sys.stderr)
+        return 2
+    if not files:
+        print(f"error: {source}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})", file=sys.stderr)
+        return 2
+    rows, failures = predict_files(model, files, Path(args.out), args.threads)
+    write_csv(Path(args.out) / "predictions.csv", pd.DataFrame(rows))
+    print(f"{len(rows) - failures} of {len(rows)} file(s) predicted; results in {Path(args.out) / 'predictions.csv'}")
+    if failures:
+        print(f"{failures} file(s) failed: see the 'error' column", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Colonoscopy deep-learning course tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     data = sub.add_parser("data", help="validate and split the data only (what notebook 00 does)")
     common(data)
     data.set_defaults(func=_data)
+    predict = sub.add_parser("predict", help="run a deployed OpenVINO model (notebook 06) on image files",
+                             description="Classify or segment images with an OpenVINO IR written by notebook 06. "
+                                         "Writes predictions.csv (and mask/overlay PNGs for segmentation) to --out. "
+                                         "Bad files get a per-file error; the exit code is 1 if any file failed.")
+    predict.add_argument("--model", required=True, metavar="PATH.xml", help="OpenVINO IR with its .bin and .json card")
+    predict.add_argument("--input", required=True, metavar="FILE_OR_FOLDER", help="an image, or a folder of images")
+    predict.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    predict.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: OpenVINO's)")
+    predict.set_defaults(func=_predict)
     args = parser.parse_args(argv)
     return args.func(args)
 

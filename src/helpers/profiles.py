@@ -86,9 +86,10 @@ PROFILES: dict[str, Profile] = {
                                              "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
                                              "seg_epochs": 1, "seg_lr": 2e-3, "seg_batch_size": 8, "seg_optimizer": "adamw",
                                              "seg_loss": "dice_bce", "seg_seeds": [0], "overlay_examples": 3},
-            "05_ensembling": {"ensemble_arch": "deeplabv3plus",
-                              "ensemble_encoders": ["resnet18", "efficientnet_b0", "mobilenetv3_large_100"],
+            "05_ensembling": {"ensemble_members": ["deeplabv3plus/resnet18", "unet/resnet18", "fpn/resnet18"],
                               "fail_below": 0.5, "latency_repeats": 3},
+            "06_openvino_deployment": {"calibration_frames": 16, "bench_repeats": 5, "async_requests": 4,
+                                       "async_frames": 20, "benchmark_app_seconds": 1, "parity_tolerance": 1e-3},
         },
     ),
     "cpu": Profile(
@@ -115,9 +116,10 @@ PROFILES: dict[str, Profile] = {
                                              "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
                                              "seg_epochs": 8, "seg_lr": 2e-3, "seg_batch_size": 16, "seg_optimizer": "adamw",
                                              "seg_loss": "dice_bce", "seg_seeds": [0, 1], "overlay_examples": 4},
-            "05_ensembling": {"ensemble_arch": "deeplabv3plus",
-                              "ensemble_encoders": ["resnet18", "efficientnet_b0", "mobilenetv3_large_100"],
+            "05_ensembling": {"ensemble_members": ["deeplabv3plus/resnet18", "unet/resnet18", "fpn/resnet18"],
                               "fail_below": 0.5, "latency_repeats": 20},
+            "06_openvino_deployment": {"calibration_frames": 128, "bench_repeats": 50, "async_requests": 4,
+                                       "async_frames": 200, "benchmark_app_seconds": 5, "parity_tolerance": 1e-3},
         },
     ),
     "full": Profile(
@@ -144,10 +146,12 @@ PROFILES: dict[str, Profile] = {
                                              "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
                                              "seg_epochs": 60, "seg_lr": 1e-2, "seg_batch_size": 8, "seg_optimizer": "sgd",
                                              "seg_loss": "jaccard", "seg_seeds": [0, 1, 2], "overlay_examples": 4},
-            # The encoders of the brief's lung-STAS ensemble (timm names), trained here from scratch.
-            "05_ensembling": {"ensemble_arch": "deeplabv3plus",
-                              "ensemble_encoders": ["tf_efficientnet_b6", "tf_efficientnetv2_m", "eca_nfnet_l2"],
+            # The brief's lung-STAS ensemble: DeepLabV3+ with three timm encoders, trained here from scratch.
+            "05_ensembling": {"ensemble_members": ["deeplabv3plus/tf_efficientnet_b6", "deeplabv3plus/tf_efficientnetv2_m",
+                                                   "deeplabv3plus/eca_nfnet_l2"],
                               "fail_below": 0.5, "latency_repeats": 20},
+            "06_openvino_deployment": {"calibration_frames": 300, "bench_repeats": 100, "async_requests": 4,
+                                       "async_frames": 500, "benchmark_app_seconds": 10, "parity_tolerance": 1e-3},
         },
     ),
 }

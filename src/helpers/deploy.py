@@ -1,0 +1,266 @@
+"""Edge deployment with OpenVINO: notebook 06 and the predictor (`python -m helpers predict`).
+
+A trained PyTorch model becomes an OpenVINO IR (`openvino.convert_model`, then
+`openvino.save_model`) in three precisions: FP32, FP32 with FP16-compressed
+weights, and INT8 by NNCF post-training quantization on a calibration subset
+of the *train* split. Next to every IR lies a plain-JSON card (task, classes,
+input size, normalisation), so loading a deployed model never runs code from a
+file. Benchmarks time the OpenVINO runtime and eager PyTorch one way, in one
+run, on the same thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .artifacts import read_json, write_json
+from .measure import latency_ms, time_call
+from .training import IMAGENET_MEAN, IMAGENET_STD
+
+PRECISIONS = ("FP32", "FP16", "INT8")
+TASKS = ("classification", "segmentation")
+CARD_KEYS = ("task", "classes", "input_size", "mean", "std", "precision")
+
+
+def card(task: str, classes: list[str], input_size: int, architecture: str, source: str,
+         threshold: float = 0.5) -> dict:
+    """What a deployed model needs besides its weights, as plain JSON."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return {"task": task, "classes": list(classes), "input_size": int(input_size), "layout": "NCHW, RGB",
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "pixels / 255, then (x - mean) / std",
+            "threshold": threshold if task == "segmentation" else None, "architecture": architecture, "source": source}
+
+
+def to_input(images: np.ndarray, model_card: dict) -> np.ndarray:
+    """uint8 N x H x W x 3 frames (already input_size) -> the normalised float32 N x 3 x H x W the IR expects."""
+    x = images.astype(np.float32) / 255.0
+    x = (x - np.array(model_card["mean"], np.float32)) / np.array(model_card["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _convert(model: nn.Module, size: int):
+    import openvino as ov
+
+    model = copy.deepcopy(model).eval().cpu()
+    with torch.no_grad():
+        return ov.convert_model(model, example_input=torch.zeros(1, 3, size, size), input=[(1, 3, size, size)])
+
+
+def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibration: np.ndarray,
+           precisions: tuple[str, ...] = PRECISIONS) -> dict[str, Path]:
+    """Write `<name>_<precision>.xml/.bin/.json` for each precision; returns the .xml paths.
+
+    `calibration` (uint8 frames of the train split, never test) feeds NNCF's
+    INT8 quantization. Files are written in a temporary folder and moved into
+    place only when complete.
+    """
+    import nncf
+    import openvino as ov
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    size, written = model_card["input_size"], {}
+    for precision in precisions:
+        ov_model = _convert(model, size)
+        if precision == "INT8":
+            dataset = nncf.Dataset(list(calibration), lambda frame: to_input(frame[None], model_card))
+            ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration))
+        elif precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        stem = f"{name}_{precision.lower()}"
+        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+            ov.save_model(ov_model, Path(tmp) / f"{stem}.xml", compress_to_fp16=precision == "FP16")
+            write_json(Path(tmp) / f"{stem}.json", {**model_card, "precision": precision,
+                                                    "calibration_frames": len(calibration) if precision == "INT8" else 0})
+            for suffix in (".bin", ".json", ".xml"):  # the .xml last: its presence means the set is complete
+                os.replace(Path(tmp) / f"{stem}{suffix}", out_dir / f"{stem}{suffix}")
+        written[precision] = out_dir / f"{stem}.xml"
+    return written
+
+
+def read_card(xml: Path) -> dict:
+    """The JSON card next to an IR, checked; a clear error naming the file otherwise."""
+    path = Path(xml).with_suffix(".json")
+    if not path.is_file():
+        raise ValueError(f"{path}: missing model card (the JSON written next to the IR by helpers.deploy.export)")
+    try:
+        meta = read_json(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    missing = [k for k in CARD_KEYS if k not in meta]
+    if missing or meta.get("task") not in TASKS:
+        raise ValueError(f"{path}: not a model card (missing {missing or 'a known task'})")
+    return meta
+
+
+def compile_ir(xml: Path, threads: int | None = None, hint: str = "LATENCY", streams: int | None = None):
+    """Compile an IR for the CPU with f32 inference precision (so FP32 parity is exact, not bf16)."""
+    import openvino as ov
+
+    config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    if streams:
+        config["NUM_STREAMS"] = int(streams)
+    return ov.Core().compile_model(str(xml), "CPU", config)
+
+
+def infer(compiled, images: np.ndarray, model_card: dict) -> np.ndarray:
+    """Raw outputs (logits) for uint8 frames, one frame per request (the IR has batch 1)."""
+    request = compiled.create_infer_request()
+    x = to_input(images, model_card)
+    return np.concatenate([request.infer({0: x[i:i + 1]})[0].copy() for i in range(len(x))])
+
+
+def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    """Class probabilities (softmax) or per-pixel polyp probabilities (sigmoid, N x H x W)."""
+    if task == "classification":
+        z = logits - logits.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+    return 1 / (1 + np.exp(-logits[:, 0]))
+
+
+def ir_size_mb(xml: Path) -> float:
+    return (Path(xml).stat().st_size + Path(xml).with_suffix(".bin").stat().st_size) / 1e6
+
+
+def bench_openvino(xml: Path, threads: int, repeats: int = 50, warmup: int = 10, requests: int = 4,
+                   async_frames: int = 200) -> dict:
+    """Batch-1 synchronous latency (median, p90) and asynchronous throughput with `requests` requests."""
+    import openvino as ov
+
+    size = read_card(xml)["input_size"]
+    x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+    request = compile_ir(xml, threads, "LATENCY").create_infer_request()
+    lat = time_call(lambda: request.infer({0: x}), repeats, warmup)
+    queue = ov.AsyncInferQueue(compile_ir(xml, threads, "THROUGHPUT", streams=requests), requests)
+    for _ in range(requests):  # warm-up of every request
+        queue.start_async({0: x})
+    queue.wait_all()
+    start = time.perf_counter()
+    for _ in range(async_frames):
+        queue.start_async({0: x})
+    queue.wait_all()
+    return {"latency_median_ms": lat["median_ms"], "latency_p90_ms": lat["p90_ms"],
+            "throughput_fps": async_frames / (time.perf_counter() - start), "requests": requests, "threads": threads,
+            "size_MB": ir_size_mb(xml)}
+
+
+def bench_torch(model: nn.Module, size: int, threads: int, repeats: int = 50, warmup: int = 10) -> dict:
+    """Eager PyTorch FP32 at batch 1, same shape and threads; throughput is back-to-back synchronous calls."""
+    lat = latency_ms(model, (1, 3, size, size), repeats=repeats, warmup=warmup, threads=threads)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
+    return {"latency_median_ms": lat["median_ms"], "latency_p90_ms": lat["p90_ms"],
+            "throughput_fps": 1e3 / lat["median_ms"], "requests": 1, "threads": lat["threads"], "size_MB": weights}
+
+
+def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
+    """OpenVINO's own `benchmark_app` on the same IR, shape and threads (latency hint, f32 inference)."""
+    size = read_card(xml)["input_size"]
+    tool = shutil.which("benchmark_app", path=str(Path(sys.executable).parent)) or shutil.which("benchmark_app")
+    if tool is None:
+        raise FileNotFoundError("benchmark_app not found next to this Python (it ships with the openvino package)")
+    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-nthreads", str(threads), "-t", str(seconds),
+           "-shape", f"[1,3,{size},{size}]", "-infer_precision", "f32"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark_app failed ({out.returncode}): {out.stderr.strip()[-500:] or out.stdout[-500:]}")
+    median = re.search(r"Median:\s+([\d.]+)\s*ms", out.stdout)
+    fps = re.search(r"Throughput:\s+([\d.]+)\s*FPS", out.stdout)
+    if not (median and fps):
+        raise RuntimeError(f"could not read benchmark_app's report:\n{out.stdout[-800:]}")
+    return {"latency_median_ms": float(median.group(1)), "throughput_fps": float(fps.group(1)),
+            "command": " ".join(cmd)}
+
+
+MAX_PIXELS = 40_000_000  # the predictor refuses larger frames (real Kvasir frames are at most ~2 MP)
+
+
+def read_frame(path: Path, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+    """A file as 8-bit RGB at full resolution, plus a note on any conversion; ImageProblem says why not.
+
+    Grayscale, palette, 16-bit, CMYK and alpha images are converted (noted);
+    empty, non-image, truncated and oversized files are refused.
+    """
+    from PIL import Image
+
+    from .data.images import ImageProblem, decode
+
+    limit = max_pixels or MAX_PIXELS
+    data = Path(path).read_bytes()
+    if data:
+        try:
+            with Image.open(Path(path)) as im:
+                mode, (w, h) = im.mode, im.size
+        except Exception:  # decode() below names the problem
+            mode, w, h = "", 0, 0
+        if w * h > limit:
+            raise ImageProblem(f"image is {w}x{h} = {w * h / 1e6:.1f} MP, over the predictor's limit of "
+                               f"{limit / 1e6:g} MP")
+    pixels, _ = decode(data, None, "image")
+    return pixels, "" if mode in ("", "RGB") else f"converted from mode {mode} to RGB"
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | None = None) -> tuple[list[dict], int]:
+    """Run a deployed IR on image files; one result row per file, errors included. Returns (rows, failures).
+
+    Classification rows carry the class and every class probability;
+    segmentation rows the polyp area share and the paths of the mask and
+    overlay PNGs written (at the file's own resolution) under `out_dir`.
+    """
+    from PIL import Image
+
+    from .data.images import ImageProblem
+    from .eda import overlay
+
+    meta = read_card(xml)
+    compiled = compile_ir(xml, threads)
+    size, task = meta["input_size"], meta["task"]
+    out_dir = Path(out_dir)
+    rows, failures = [], 0
+    for path in inputs:
+        row = {"file": str(path), "status": "ok", "error": "", "note": ""}
+        try:
+            image, row["note"] = read_frame(path)
+        except (ImageProblem, OSError) as exc:
+            row.update(status="error", error=str(exc))
+            failures += 1
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            rows.append(row)
+            continue
+        proba = probabilities(infer(compiled, _resize(image, size)[None], meta), task)[0]
+        if task == "classification":
+            row["class"] = meta["classes"][int(proba.argmax())]
+            row |= {f"p[{c}]": float(p) for c, p in zip(meta["classes"], proba)}
+        else:
+            mask = np.asarray(Image.fromarray((proba >= meta["threshold"]).astype(np.uint8) * 255)
+                              .resize(image.shape[1::-1], Image.NEAREST)) > 0
+            row["polyp_area"] = float(mask.mean())
+            stem = Path(path).name.replace(".", "_")  # a.jpg and a.png must not overwrite each other
+            for kind, arr in (("mask", mask.astype(np.uint8) * 255), ("overlay", overlay(image, mask, (255, 0, 255)))):
+                target = out_dir / kind / f"{stem}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(target)
+                row[f"{kind}_png"] = str(target)
+        rows.append(row)
+    return rows, failures

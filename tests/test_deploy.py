@@ -1,0 +1,159 @@
+"""OpenVINO export (FP32 / FP16 / INT8), parity with PyTorch, the benchmark harness, and the predictor's
+handling of every kind of bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from helpers import deploy
+from helpers.__main__ import main
+
+SIZE = 32
+
+
+class TinyClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                                      nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class TinySegmenter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _frames(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("ir")
+    models = {"cls": TinyClassifier().eval(), "seg": TinySegmenter().eval()}
+    cards = {"cls": deploy.card("classification", ["normal", "polyp", "dyed"], SIZE, "tiny", "test"),
+             "seg": deploy.card("segmentation", ["background", "polyp"], SIZE, "tiny", "test")}
+    xmls = {k: deploy.export(models[k], cards[k], out, k, calibration=_frames(16)) for k in models}
+    return models, cards, xmls
+
+
+def test_export_writes_three_precisions_with_cards_and_int8_is_quantized(exported):
+    _, _, xmls = exported
+    for task, paths in xmls.items():
+        assert set(paths) == {"FP32", "FP16", "INT8"}
+        for precision, xml in paths.items():
+            card = deploy.read_card(xml)
+            assert card["precision"] == precision and card["input_size"] == SIZE
+        assert "FakeQuantize" in xmls[task]["INT8"].read_text()  # NNCF inserted quantize/dequantize pairs
+        assert "FakeQuantize" not in xmls[task]["FP32"].read_text()
+        fp32, fp16 = (xmls[task][p].with_suffix(".bin").stat().st_size for p in ("FP32", "FP16"))
+        assert fp16 < 0.6 * fp32  # weights stored as FP16
+    assert not list(xmls["cls"]["FP32"].parent.glob("tmp*"))  # no temporary folder left behind
+
+
+def test_openvino_fp32_matches_pytorch(exported):
+    models, cards, xmls = exported
+    frames = _frames(6, seed=1)
+    for task in ("cls", "seg"):
+        with torch.no_grad():
+            reference = models[task](torch.from_numpy(deploy.to_input(frames, cards[task]))).numpy()
+        for precision, tolerance in (("FP32", 1e-4), ("FP16", 5e-2)):
+            got = deploy.infer(deploy.compile_ir(xmls[task][precision], threads=1), frames, cards[task])
+            assert got.shape == reference.shape and np.abs(got - reference).max() < tolerance, (task, precision)
+
+
+def test_card_errors_name_the_file(tmp_path):
+    xml = tmp_path / "m.xml"
+    with pytest.raises(ValueError, match="m.json: missing model card"):
+        deploy.read_card(xml)
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(ValueError, match="m.json: not valid JSON"):
+        deploy.read_card(xml)
+    (tmp_path / "m.json").write_text(json.dumps({"task": "detection"}))
+    with pytest.raises(ValueError, match="m.json: not a model card"):
+        deploy.read_card(xml)
+
+
+def test_benchmark_harness_and_benchmark_app(exported):
+    model, _, xmls = exported
+    ov = deploy.bench_openvino(xmls["cls"]["INT8"], threads=1, repeats=5, warmup=2, requests=2, async_frames=10)
+    pt = deploy.bench_torch(model["cls"], SIZE, threads=1, repeats=5, warmup=2)
+    for row in (ov, pt):
+        assert row["latency_median_ms"] > 0 and row["latency_p90_ms"] >= row["latency_median_ms"]
+        assert row["throughput_fps"] > 0 and row["threads"] == 1 and row["size_MB"] > 0
+    app = deploy.benchmark_app(xmls["cls"]["FP32"], threads=1, seconds=1)
+    assert app["latency_median_ms"] > 0 and app["throughput_fps"] > 0 and "-nthreads 1" in app["command"]
+
+
+def _write_inputs(folder):
+    folder.mkdir()
+    good = Image.fromarray(_frames(1)[0]).resize((60, 45))
+    good.save(folder / "good.jpg")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is not an image")
+    buf = (folder / "good.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(buf[: len(buf) // 2])
+    good.convert("L").save(folder / "gray.png")
+    good.convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)).save(folder / "deep16.png")
+    Image.new("RGB", (400, 300)).save(folder / "huge.png")
+    (folder / "readme.txt").write_text("not an image extension: skipped with a note")
+
+
+def test_predictor_reports_every_bad_file_and_keeps_going(exported, tmp_path, capsys, monkeypatch):
+    _, _, xmls = exported
+    _write_inputs(tmp_path / "in")
+    monkeypatch.setattr(deploy, "MAX_PIXELS", 100_000)  # huge.png (120,000 px) is over it
+    code = main(["predict", "--model", str(xmls["cls"]["INT8"]), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False).set_index("file")
+    status = {k.split("/")[-1]: v for k, v in table["status"].items()}
+    assert status == {"cmyk.jpg": "ok", "deep16.png": "ok", "empty.jpg": "error", "good.jpg": "ok", "gray.png": "ok",
+                      "huge.png": "error", "notes.jpg": "error", "truncated.jpg": "error"}
+    errors = {k.split("/")[-1]: v for k, v in table["error"].items() if v}
+    assert "empty file" in errors["empty.jpg"] and "not an image" in errors["notes.jpg"]
+    assert "truncated" in errors["truncated.jpg"] and "over the predictor's limit of 0.1 MP" in errors["huge.png"]
+    notes = {k.split("/")[-1]: v for k, v in table["note"].items() if v}
+    assert notes == {"gray.png": "converted from mode L to RGB", "cmyk.jpg": "converted from mode CMYK to RGB",
+                     "deep16.png": "converted from mode I;16 to RGB"}
+    ok = table[table["status"] == "ok"]
+    assert set(ok["class"]) <= {"normal", "polyp", "dyed"}
+    assert np.allclose(ok[["p[normal]", "p[polyp]", "p[dyed]"]].astype(float).sum(1), 1, atol=1e-5)
+    for name in ("empty.jpg", "notes.jpg", "truncated.jpg", "huge.png"):
+        assert f"{name}:" in err  # named on stderr too
+    assert "readme.txt: skipped" in err
+
+
+def test_predictor_segments_at_the_files_resolution(exported, tmp_path):
+    _, _, xmls = exported
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_frames(1)[0]).resize((70, 50)).save(tmp_path / "in" / "frame.png")
+    assert main(["predict", "--model", str(xmls["seg"]["FP32"]), "--input", str(tmp_path / "in" / "frame.png"),
+                 "--out", str(tmp_path / "out")]) == 0
+    mask = np.asarray(Image.open(tmp_path / "out" / "mask" / "frame_png.png"))
+    assert mask.shape == (50, 70) and set(np.unique(mask)) <= {0, 255}
+    assert Image.open(tmp_path / "out" / "overlay" / "frame_png.png").size == (70, 50)
+
+
+def test_predictor_refuses_a_model_without_its_card_or_missing_input(exported, tmp_path, capsys):
+    _, _, xmls = exported
+    assert main(["predict", "--model", str(tmp_path / "none.xml"), "--input", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert main(["predict", "--model", str(xmls["cls"]["FP32"]), "--input", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "expected an OpenVINO IR .xml" in err and "absent: no such file or folder" in err
