@@ -28,8 +28,10 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     assert shown >= 6, "figures must be shown inline in the executed notebook, not only saved"
     for spec in discover():
         executed = nbformat.read(run / "notebooks" / f"{spec.name}.ipynb", as_version=4)
-        streams = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
-        assert not any(o["name"] == "stderr" and "Warning" in o["text"] for o in streams), spec.name
+        outputs = [o for c in executed.cells for o in c.get("outputs", [])]
+        assert not any(o.get("name") == "stderr" and "Warning" in o["text"] for o in outputs), spec.name
+        shown = ["".join(o.get("data", {}).get("text/plain", "")) for o in outputs if o.get("output_type") == "display_data"]
+        assert not any("Warning" in text for text in shown), spec.name  # e.g. a library's warning rendered as display
     splits = pd.read_csv(run / "data" / "splits.csv")
     assert set(splits["task"]) == {"classification", "segmentation", "unlabeled"}
     for fig in ("class_balance", "image_sizes", "colour_stats", "mask_stats", "samples", "mask_overlays"):
@@ -55,6 +57,7 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     _check_kd_outputs(run / "03_kd")
     _check_seg_outputs(run / "04_seg", rows=5, seeds=1)
     _check_ensemble_outputs(run / "05_ensemble", classification=True)
+    _check_deploy_outputs(run / "06_deploy", ["student", "teacher", "segmenter"])
 
 
 def _check_kd_outputs(kd):
@@ -123,6 +126,28 @@ def _check_ensemble_outputs(ens, classification):
     assert (ens / "segmentation_ensembles.png").stat().st_size > 5_000
 
 
+def _check_deploy_outputs(dep, models):
+    from helpers import deploy
+
+    accuracy = pd.read_csv(dep / "accuracy_by_precision.csv")
+    assert set(accuracy["model"]) == set(models)
+    assert set(accuracy["runtime"]) == {"PyTorch FP32", "OpenVINO FP32", "OpenVINO FP16", "OpenVINO INT8"}
+    fp32 = accuracy[accuracy["runtime"] == "OpenVINO FP32"]
+    assert (fp32["max_abs_logit_diff"] <= 1e-3).all()  # parity
+    bench = pd.read_csv(dep / "benchmark.csv")
+    assert len(bench) == 4 * len(models) and (bench["latency_median_ms"] > 0).all() and (bench["throughput_fps"] > 0).all()
+    assert bench["threads"].nunique() == 1  # PyTorch and OpenVINO timed on the same thread count
+    check = pd.read_csv(dep / "benchmark_app_check.csv")
+    assert (check["benchmark_app_median_ms"] > 0).all()
+    for model in models:
+        for precision in ("fp32", "fp16", "int8"):
+            assert deploy.read_card(dep / "ir" / f"{model}_{precision}.xml")["precision"] == precision.upper()
+    demo = pd.read_csv(dep / "predictor_demo" / models[-1] / "predictions.csv", keep_default_na=False)
+    assert (demo["status"] == "error").sum() == 3 and (demo["status"] == "ok").sum() >= 3
+    assert "Data: " in (dep / "deployment.md").read_text()
+    assert (dep / "benchmark.png").stat().st_size > 5_000
+
+
 @pytest.mark.notebooks
 @pytest.mark.realdata
 @pytest.mark.skipif(not SHARED_KVASIR_SEG.is_dir(), reason="real Kvasir-SEG not present (../shared/data/kvasir-seg)")
@@ -131,7 +156,7 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
 
     before = {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]}
     reports = tmp_path / "reports"
-    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01", "02", "03", "04", "05"],
+    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01", "02", "03", "04", "05", "06"],
                       reports_root=str(reports)) == 0
     status = {e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]}
     assert status["03_knowledge_distillation"] == "not applicable"  # Kvasir-SEG has no classification labels
@@ -143,4 +168,5 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
     assert sizes.loc[sizes["level_0"] == "segmentation"].set_index("level_1").loc["width", "max"] == 1920
     _check_seg_outputs(reports / "smoke" / "04_seg", rows=5, seeds=1)  # the segmentation track on the real frames
     _check_ensemble_outputs(reports / "smoke" / "05_ensemble", classification=False)
+    _check_deploy_outputs(reports / "smoke" / "06_deploy", ["segmenter"])
     assert {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]} == before

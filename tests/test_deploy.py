@@ -134,7 +134,7 @@ def test_predictor_reports_every_bad_file_and_keeps_going(exported, tmp_path, ca
                      "deep16.png": "converted from mode I;16 to RGB"}
     ok = table[table["status"] == "ok"]
     assert set(ok["class"]) <= {"normal", "polyp", "dyed"}
-    assert np.allclose(ok[["p[normal]", "p[polyp]", "p[dyed]"]].astype(float).sum(1), 1, atol=1e-5)
+    assert np.allclose(ok[["p[normal]", "p[polyp]", "p[dyed]"]].astype(float).sum(axis=1), 1, atol=1e-5)
     for name in ("empty.jpg", "notes.jpg", "truncated.jpg", "huge.png"):
         assert f"{name}:" in err  # named on stderr too
     assert "readme.txt: skipped" in err

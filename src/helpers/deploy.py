@@ -12,6 +12,7 @@ run, on the same thread count.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,21 +57,42 @@ def _convert(model: nn.Module, size: int):
     import openvino as ov
 
     model = copy.deepcopy(model).eval().cpu()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # OpenVINO's PyTorch frontend traces with torch.jit, which PyTorch now marks deprecated: not ours to fix
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
         return ov.convert_model(model, example_input=torch.zeros(1, 3, size, size), input=[(1, 3, size, size)])
 
 
+def _validation_metric(model_card: dict):
+    """Accuracy (classification) or mean Dice (segmentation) of a compiled model on (frame, target) pairs."""
+    def metric(compiled, items) -> float:
+        frames, targets = zip(*items)
+        out = probabilities(np.concatenate([compiled(to_input(f[None], model_card))[0] for f in frames]), model_card["task"])
+        if model_card["task"] == "classification":
+            return float(np.mean(out.argmax(1) == np.array(targets)))
+        from .segment import per_image_metrics
+
+        return float(per_image_metrics(out >= model_card["threshold"], np.stack(targets))["dice"].mean())
+    return metric
+
+
 def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibration: np.ndarray,
-           precisions: tuple[str, ...] = PRECISIONS) -> dict[str, Path]:
+           precisions: tuple[str, ...] = PRECISIONS, validation: tuple[np.ndarray, np.ndarray] | None = None,
+           max_drop: float = 0.01) -> dict[str, Path]:
     """Write `<name>_<precision>.xml/.bin/.json` for each precision; returns the .xml paths.
 
     `calibration` (uint8 frames of the train split, never test) feeds NNCF's
-    INT8 quantization. Files are written in a temporary folder and moved into
-    place only when complete.
+    INT8 quantization. With `validation` (frames and labels or masks of the
+    validation split) INT8 uses NNCF's accuracy control: layers whose
+    quantization costs the most are reverted to FP32 until the validation
+    accuracy / Dice drop is at most `max_drop`. Files are written in a
+    temporary folder and moved into place only when complete.
     """
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" when nncf loads
     import nncf
     import openvino as ov
 
+    nncf.set_log_level(logging.WARNING)  # its INFO lines and progress bars would flood notebooks and logs
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size, written = model_card["input_size"], {}
@@ -77,14 +100,25 @@ def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibra
         ov_model = _convert(model, size)
         if precision == "INT8":
             dataset = nncf.Dataset(list(calibration), lambda frame: to_input(frame[None], model_card))
-            ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration))
+            with warnings.catch_warnings():  # rich (NNCF's progress bar) asks for ipywidgets inside Jupyter
+                warnings.filterwarnings("ignore", message='install "ipywidgets"', category=UserWarning)
+                if validation is None:
+                    ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration))
+                else:
+                    checked = nncf.Dataset(list(zip(*validation)), lambda item: to_input(item[0][None], model_card))
+                    ov_model = nncf.quantize_with_accuracy_control(
+                        ov_model, dataset, checked, validation_fn=_validation_metric(model_card), max_drop=max_drop,
+                        drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration))
         elif precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         stem = f"{name}_{precision.lower()}"
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             ov.save_model(ov_model, Path(tmp) / f"{stem}.xml", compress_to_fp16=precision == "FP16")
+            int8 = {"calibration_frames": len(calibration),
+                    "accuracy_control": None if validation is None else {"validation_frames": len(validation[0]),
+                                                                         "max_drop": max_drop}}
             write_json(Path(tmp) / f"{stem}.json", {**model_card, "precision": precision,
-                                                    "calibration_frames": len(calibration) if precision == "INT8" else 0})
+                                                    **(int8 if precision == "INT8" else {})})
             for suffix in (".bin", ".json", ".xml"):  # the .xml last: its presence means the set is complete
                 os.replace(Path(tmp) / f"{stem}{suffix}", out_dir / f"{stem}{suffix}")
         written[precision] = out_dir / f"{stem}.xml"
@@ -169,21 +203,23 @@ def bench_torch(model: nn.Module, size: int, threads: int, repeats: int = 50, wa
 
 
 def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
-    """OpenVINO's own `benchmark_app` on the same IR, shape and threads (latency hint, f32 inference)."""
+    """OpenVINO's own `benchmark_app` on the same IR, shape and threads: one stream, synchronous, f32 inference."""
     size = read_card(xml)["input_size"]
     tool = shutil.which("benchmark_app", path=str(Path(sys.executable).parent)) or shutil.which("benchmark_app")
     if tool is None:
         raise FileNotFoundError("benchmark_app not found next to this Python (it ships with the openvino package)")
-    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-nthreads", str(threads), "-t", str(seconds),
-           "-shape", f"[1,3,{size},{size}]", "-infer_precision", "f32"]
+    # benchmark_app accepts -nthreads only with -hint none; one stream, one synchronous request = our latency setting
+    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nireq", "1", "-api", "sync",
+           "-nthreads", str(threads), "-t", str(seconds), "-shape", f"[1,3,{size},{size}]", "-infer_precision", "f32"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark_app failed ({out.returncode}): {out.stderr.strip()[-500:] or out.stdout[-500:]}")
-    median = re.search(r"Median:\s+([\d.]+)\s*ms", out.stdout)
+    median = re.search(r"Median:\s+([\d.]+)\s*(ms|us)", out.stdout)  # it switches to microseconds for fast models
     fps = re.search(r"Throughput:\s+([\d.]+)\s*FPS", out.stdout)
     if not (median and fps):
         raise RuntimeError(f"could not read benchmark_app's report:\n{out.stdout[-800:]}")
-    return {"latency_median_ms": float(median.group(1)), "throughput_fps": float(fps.group(1)),
+    scale = 1e-3 if median.group(2) == "us" else 1.0
+    return {"latency_median_ms": float(median.group(1)) * scale, "throughput_fps": float(fps.group(1)),
             "command": " ".join(cmd)}
 
 

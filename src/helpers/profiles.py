@@ -89,7 +89,8 @@ PROFILES: dict[str, Profile] = {
             "05_ensembling": {"ensemble_members": ["deeplabv3plus/resnet18", "unet/resnet18", "fpn/resnet18"],
                               "fail_below": 0.5, "latency_repeats": 3},
             "06_openvino_deployment": {"calibration_frames": 16, "bench_repeats": 5, "async_requests": 4,
-                                       "async_frames": 20, "benchmark_app_seconds": 1, "parity_tolerance": 1e-3},
+                                       "async_frames": 20, "benchmark_app_seconds": 1, "parity_tolerance": 1e-3,
+                                       "int8_max_drop": 0.01},
         },
     ),
     "cpu": Profile(
@@ -119,7 +120,8 @@ PROFILES: dict[str, Profile] = {
             "05_ensembling": {"ensemble_members": ["deeplabv3plus/resnet18", "unet/resnet18", "fpn/resnet18"],
                               "fail_below": 0.5, "latency_repeats": 20},
             "06_openvino_deployment": {"calibration_frames": 128, "bench_repeats": 50, "async_requests": 4,
-                                       "async_frames": 200, "benchmark_app_seconds": 5, "parity_tolerance": 1e-3},
+                                       "async_frames": 200, "benchmark_app_seconds": 5, "parity_tolerance": 1e-3,
+                                       "int8_max_drop": 0.01},
         },
     ),
     "full": Profile(
@@ -151,7 +153,8 @@ PROFILES: dict[str, Profile] = {
                                                    "deeplabv3plus/eca_nfnet_l2"],
                               "fail_below": 0.5, "latency_repeats": 20},
             "06_openvino_deployment": {"calibration_frames": 300, "bench_repeats": 100, "async_requests": 4,
-                                       "async_frames": 500, "benchmark_app_seconds": 10, "parity_tolerance": 1e-3},
+                                       "async_frames": 500, "benchmark_app_seconds": 10, "parity_tolerance": 1e-3,
+                                       "int8_max_drop": 0.01},
         },
     ),
 }
