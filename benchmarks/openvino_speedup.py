@@ -7,7 +7,8 @@ Speed: one run, side by side, same input shape and thread count, through the pac
 Accuracy: the course's own ResNet-18 student (notebook 03's checkpoint in reports/<profile>/03_kd/)
 on the test split, PyTorch vs OpenVINO INT8, at the resolution it was trained at. INT8 is the
 course's recipe (`helpers.deploy.export`): calibrated on train-split frames, with NNCF's accuracy
-control on the validation split (at most 1 point lost there); the test split is only scored. Without that checkpoint the speed is measured on random weights and the
+control on the validation split (INT8 must agree with FP32 on at least 99% of its decisions there);
+the test split is only scored. Without that checkpoint the speed is measured on random weights and the
 accuracy check is reported as not run.
 
 Target (issue 5): INT8 at least 2.5x faster than eager PyTorch FP32, and INT8 loses at most 1 point
@@ -66,8 +67,7 @@ def main() -> int:
         if index:
             calib, _ = data.load_split("classification", "train", args.profile, image_size=args.size)
             calibration = calib.images[rng.choice(len(calib.images), min(128, len(calib.images)), replace=False)]
-            val, val_rows = data.load_split("classification", "val", args.profile, image_size=args.size)
-            validation = (val.images, np.array([classes.index(c) for c in val_rows["label"]]))
+            validation = data.load_split("classification", "val", args.profile, image_size=args.size)[0].images
         else:
             calibration = rng.integers(0, 256, (32, args.size, args.size, 3), dtype=np.uint8)
         card = deploy.card("classification", classes, args.size, "resnet18", "benchmark")
@@ -90,8 +90,7 @@ def main() -> int:
             test, test_rows = data.load_split("classification", "test", args.profile, image_size=size)
             y = np.array([classes.index(c) for c in test_rows["label"]])
             small = deploy.card("classification", classes, size, "resnet18", index["checkpoint"])
-            val, val_rows = data.load_split("classification", "val", args.profile, image_size=size)
-            validation = (val.images, np.array([classes.index(c) for c in val_rows["label"]]))
+            validation = data.load_split("classification", "val", args.profile, image_size=size)[0].images
             calibration = train.images[rng.choice(len(train.images), min(128, len(train.images)), replace=False)]
             int8 = deploy.export(model, small, Path(tmp) / "accuracy", "resnet18", calibration, ("INT8",), validation)["INT8"]
             torch_pred = classify.predict_proba(model, test.images).argmax(1)

@@ -157,3 +157,26 @@ def test_predictor_refuses_a_model_without_its_card_or_missing_input(exported, t
     assert main(["predict", "--model", str(xmls["cls"]["FP32"]), "--input", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "expected an OpenVINO IR .xml" in err and "absent: no such file or folder" in err
+
+
+def test_int8_accuracy_control_keeps_the_fp32_decisions_on_validation(tmp_path):
+    torch.manual_seed(0)
+    model = TinyClassifier().eval()
+    card = deploy.card("classification", ["a", "b", "c"], SIZE, "tiny", "test")
+    frames = _frames(12, seed=2)
+    with torch.no_grad():
+        fp32 = model(torch.from_numpy(deploy.to_input(frames, card))).argmax(1).numpy()
+    xml = deploy.export(model, card, tmp_path, "m", _frames(16), ("INT8",), validation=frames, max_drop=0.0)["INT8"]
+    control = deploy.read_card(xml)["accuracy_control"]
+    assert control["validation_frames"] == 12 and control["max_drop"] == 0.0
+    kept = deploy.infer(deploy.compile_ir(xml, threads=1), frames, card).argmax(1)
+    assert (kept == fp32).all()  # with max_drop 0 no validation decision may change
+
+
+def test_agreement_counts_flips_that_accuracy_would_hide():
+    truth = np.array([0, 1, 2, 0])
+    a, b = np.array([0, 1, 0, 1]), np.array([1, 0, 2, 0])  # both 50% accurate, yet they agree on nothing
+    assert np.mean(a == truth) == np.mean(b == truth) and deploy.agreement(a, b, "classification") == 0.0
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, :2, :2] = True
+    assert deploy.agreement(masks, masks, "segmentation") == 1.0  # the empty frame agrees with itself

@@ -63,30 +63,43 @@ def _convert(model: nn.Module, size: int):
         return ov.convert_model(model, example_input=torch.zeros(1, 3, size, size), input=[(1, 3, size, size)])
 
 
-def _validation_metric(model_card: dict):
-    """Accuracy (classification) or mean Dice (segmentation) of a compiled model on (frame, target) pairs."""
-    def metric(compiled, items) -> float:
-        frames, targets = zip(*items)
-        out = probabilities(np.concatenate([compiled(to_input(f[None], model_card))[0] for f in frames]), model_card["task"])
-        if model_card["task"] == "classification":
-            return float(np.mean(out.argmax(1) == np.array(targets)))
-        from .segment import per_image_metrics
+def _decisions(outputs: np.ndarray, model_card: dict) -> np.ndarray:
+    """What a user sees: the predicted class per frame, or the binary mask."""
+    proba = probabilities(outputs, model_card["task"])
+    return proba.argmax(1) if model_card["task"] == "classification" else proba >= model_card["threshold"]
 
-        return float(per_image_metrics(out >= model_card["threshold"], np.stack(targets))["dice"].mean())
+
+def agreement(a: np.ndarray, b: np.ndarray, task: str) -> float:
+    """How far two models' decisions agree: share of equal classes, or mean per-frame Dice of the masks."""
+    if task == "classification":
+        return float(np.mean(a == b))
+    from .segment import per_image_metrics
+
+    return float(per_image_metrics(a, b)["dice"].mean())
+
+
+def _agreement_metric(model_card: dict):
+    """NNCF validation function: agreement of a compiled model with the FP32 decisions stored with each frame."""
+    def metric(compiled, items) -> float:
+        frames, reference = zip(*items)
+        out = np.concatenate([compiled(to_input(f[None], model_card))[0] for f in frames])
+        return agreement(_decisions(out, model_card), np.stack(reference), model_card["task"])
     return metric
 
 
 def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibration: np.ndarray,
-           precisions: tuple[str, ...] = PRECISIONS, validation: tuple[np.ndarray, np.ndarray] | None = None,
+           precisions: tuple[str, ...] = PRECISIONS, validation: np.ndarray | None = None,
            max_drop: float = 0.01) -> dict[str, Path]:
     """Write `<name>_<precision>.xml/.bin/.json` for each precision; returns the .xml paths.
 
     `calibration` (uint8 frames of the train split, never test) feeds NNCF's
-    INT8 quantization. With `validation` (frames and labels or masks of the
-    validation split) INT8 uses NNCF's accuracy control: layers whose
-    quantization costs the most are reverted to FP32 until the validation
-    accuracy / Dice drop is at most `max_drop`. Files are written in a
-    temporary folder and moved into place only when complete.
+    INT8 quantization. With `validation` (frames of the validation split) INT8
+    uses NNCF's accuracy control against the FP32 model itself: the layers
+    whose quantization costs the most are reverted to FP32 until INT8 agrees
+    with FP32 on all but `max_drop` of the validation decisions (classes, or
+    mask Dice). Agreement, not accuracy: flips that happen to cancel out in an
+    accuracy count are still caught, and no labels are needed. Files are
+    written in a temporary folder and moved into place only when complete.
     """
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" when nncf loads
     import nncf
@@ -105,9 +118,14 @@ def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibra
                 if validation is None:
                     ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration))
                 else:
-                    checked = nncf.Dataset(list(zip(*validation)), lambda item: to_input(item[0][None], model_card))
+                    reference = copy.deepcopy(model).eval().cpu()
+                    with torch.no_grad():
+                        fp32 = np.concatenate([reference(torch.from_numpy(to_input(validation[i:i + 16], model_card))).numpy()
+                                               for i in range(0, len(validation), 16)])
+                    checked = nncf.Dataset(list(zip(validation, _decisions(fp32, model_card))),
+                                           lambda item: to_input(item[0][None], model_card))
                     ov_model = nncf.quantize_with_accuracy_control(
-                        ov_model, dataset, checked, validation_fn=_validation_metric(model_card), max_drop=max_drop,
+                        ov_model, dataset, checked, validation_fn=_agreement_metric(model_card), max_drop=max_drop,
                         drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration))
         elif precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -115,8 +133,9 @@ def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibra
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             ov.save_model(ov_model, Path(tmp) / f"{stem}.xml", compress_to_fp16=precision == "FP16")
             int8 = {"calibration_frames": len(calibration),
-                    "accuracy_control": None if validation is None else {"validation_frames": len(validation[0]),
-                                                                         "max_drop": max_drop}}
+                    "accuracy_control": None if validation is None else {
+                        "validation_frames": len(validation), "max_drop": max_drop,
+                        "metric": "agreement with the FP32 model (classes, or mask Dice)"}}
             write_json(Path(tmp) / f"{stem}.json", {**model_card, "precision": precision,
                                                     **(int8 if precision == "INT8" else {})})
             for suffix in (".bin", ".json", ".xml"):  # the .xml last: its presence means the set is complete
