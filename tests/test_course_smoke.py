@@ -58,6 +58,11 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     _check_seg_outputs(run / "04_seg", rows=5, seeds=1)
     _check_ensemble_outputs(run / "05_ensemble", classification=True)
     _check_deploy_outputs(run / "06_deploy", ["student", "teacher", "segmenter"])
+    text = (run / "REPORT.md").read_text()
+    for heading in ("Knowledge distillation", "augmentation ablation", "Ensembles", "OpenVINO", "## Run manifest"):
+        assert heading in text, heading
+    assert text.count("Data: synthetic") >= 5 and "published" in text  # provenance lines and the published U-Net rows
+    assert "data:image/png;base64," in (run / "report.html").read_text()  # self-contained
 
 
 def _check_kd_outputs(kd):
@@ -156,7 +161,7 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
 
     before = {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]}
     reports = tmp_path / "reports"
-    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01", "02", "03", "04", "05", "06"],
+    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01", "02", "03", "04", "05", "06", "07"],
                       reports_root=str(reports)) == 0
     status = {e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]}
     assert status["03_knowledge_distillation"] == "not applicable"  # Kvasir-SEG has no classification labels
@@ -169,4 +174,5 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
     _check_seg_outputs(reports / "smoke" / "04_seg", rows=5, seeds=1)  # the segmentation track on the real frames
     _check_ensemble_outputs(reports / "smoke" / "05_ensemble", classification=False)
     _check_deploy_outputs(reports / "smoke" / "06_deploy", ["segmenter"])
+    assert "Not run for this profile or data (no `03_kd/`)" in (reports / "smoke" / "REPORT.md").read_text()
     assert {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]} == before

@@ -98,46 +98,82 @@ def test_benchmark_harness_and_benchmark_app(exported):
     assert app["latency_median_ms"] > 0 and app["throughput_fps"] > 0 and "-nthreads 1" in app["command"]
 
 
-def _write_inputs(folder):
-    folder.mkdir()
-    good = Image.fromarray(_frames(1)[0]).resize((60, 45))
-    good.save(folder / "good.jpg")
+def _good(folder):
+    folder.mkdir(exist_ok=True)
+    image = Image.fromarray(_frames(1)[0]).resize((60, 45))
+    image.save(folder / "good.jpg")
+    return image
+
+
+def _bad_empty(folder):
     (folder / "empty.jpg").write_bytes(b"")
+
+
+def _bad_text(folder):
     (folder / "notes.jpg").write_text("this is not an image")
-    buf = (folder / "good.jpg").read_bytes()
-    (folder / "truncated.jpg").write_bytes(buf[: len(buf) // 2])
-    good.convert("L").save(folder / "gray.png")
-    good.convert("CMYK").save(folder / "cmyk.jpg")
-    Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50)).save(folder / "deep16.png")
-    Image.new("RGB", (400, 300)).save(folder / "huge.png")
-    (folder / "readme.txt").write_text("not an image extension: skipped with a note")
 
 
-def test_predictor_reports_every_bad_file_and_keeps_going(exported, tmp_path, capsys, monkeypatch):
+def _bad_truncated(folder):
+    data = (folder / "good.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+
+
+def _bad_huge(folder):
+    Image.new("RGB", (400, 300)).save(folder / "huge.png")  # 0.12 MP, over the 0.1 MP limit set below
+
+
+@pytest.mark.parametrize("make, name, message", [
+    (_bad_empty, "empty.jpg", "empty file (0 bytes)"),
+    (_bad_text, "notes.jpg", "not an image: Pillow cannot identify"),
+    (_bad_truncated, "truncated.jpg", "corrupt or truncated image"),
+    (_bad_huge, "huge.png", "image is 400x300 = 0.12 MP, over the predictor's limit of 0.1 MP"),
+])
+def test_predictor_refuses_a_bad_file_and_still_predicts_the_rest(exported, tmp_path, capsys, monkeypatch, make, name, message):
     _, _, xmls = exported
-    _write_inputs(tmp_path / "in")
-    monkeypatch.setattr(deploy, "MAX_PIXELS", 100_000)  # huge.png (120,000 px) is over it
-    code = main(["predict", "--model", str(xmls["cls"]["INT8"]), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
-    assert code == 1
+    folder = tmp_path / "in"
+    _good(folder)
+    make(folder)
+    monkeypatch.setattr(deploy, "MAX_PIXELS", 100_000)
+    code = main(["predict", "--model", str(xmls["cls"]["INT8"]), "--input", str(folder), "--out", str(tmp_path / "out")])
+    assert code == 1  # any failed file makes the exit code non-zero
+    assert f"{name}: {message}" in capsys.readouterr().err  # named on stderr
     import pandas as pd
 
-    table = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False).set_index("file")
-    status = {k.split("/")[-1]: v for k, v in table["status"].items()}
-    assert status == {"cmyk.jpg": "ok", "deep16.png": "ok", "empty.jpg": "error", "good.jpg": "ok", "gray.png": "ok",
-                      "huge.png": "error", "notes.jpg": "error", "truncated.jpg": "error"}
-    errors = {k.split("/")[-1]: v for k, v in table["error"].items() if v}
-    assert "empty file" in errors["empty.jpg"] and "not an image" in errors["notes.jpg"]
-    assert "truncated" in errors["truncated.jpg"] and "over the predictor's limit of 0.1 MP" in errors["huge.png"]
-    notes = {k.split("/")[-1]: v for k, v in table["note"].items() if v}
-    assert notes == {"gray.png": "converted from mode L to RGB", "cmyk.jpg": "converted from mode CMYK to RGB",
-                     "deep16.png": "converted from mode I;16 to RGB"}
-    ok = table[table["status"] == "ok"]
-    assert set(ok["class"]) <= {"normal", "polyp", "dyed"}
-    assert np.allclose(ok[["p[normal]", "p[polyp]", "p[dyed]"]].astype(float).sum(axis=1), 1, atol=1e-5)
-    for name in ("empty.jpg", "notes.jpg", "truncated.jpg", "huge.png"):
-        assert f"{name}:" in err  # named on stderr too
-    assert "readme.txt: skipped" in err
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False)
+    table["name"] = table["file"].str.split("/").str[-1]
+    rows = table.set_index("name")
+    assert rows.loc[name, "status"] == "error" and message in rows.loc[name, "error"]
+    assert rows.loc["good.jpg", "status"] == "ok" and rows.loc["good.jpg", "class"] in {"normal", "polyp", "dyed"}
+    assert rows.loc["good.jpg", ["p[normal]", "p[polyp]", "p[dyed]"]].astype(float).sum() == pytest.approx(1, abs=1e-5)
+
+
+@pytest.mark.parametrize("mode, convert, note", [
+    ("L", lambda im: im.convert("L"), "converted from mode L to RGB"),
+    ("CMYK", lambda im: im.convert("CMYK"), "converted from mode CMYK to RGB"),
+    ("I;16", lambda im: Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257), "converted from mode I;16 to RGB"),
+    ("RGBA", lambda im: im.convert("RGBA"), "converted from mode RGBA to RGB"),
+])
+def test_predictor_converts_unusual_modes_and_says_so(exported, tmp_path, mode, convert, note):
+    _, _, xmls = exported
+    folder = tmp_path / "in"
+    image = _good(folder)
+    (folder / "good.jpg").unlink()
+    converted = convert(image)
+    assert converted.mode == mode
+    converted.save(folder / ("frame.tif" if mode == "CMYK" else "frame.png"))
+    assert main(["predict", "--model", str(xmls["cls"]["FP32"]), "--input", str(folder), "--out", str(tmp_path / "out")]) == 0
+    import pandas as pd
+
+    row = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False).iloc[0]
+    assert row["status"] == "ok" and row["note"] == note
+
+
+def test_predictor_skips_files_that_are_not_images_by_name(exported, tmp_path, capsys):
+    _, _, xmls = exported
+    _good(tmp_path / "in")
+    (tmp_path / "in" / "readme.txt").write_text("notes")
+    assert main(["predict", "--model", str(xmls["cls"]["FP32"]), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    assert "readme.txt: skipped" in capsys.readouterr().err
 
 
 def test_predictor_segments_at_the_files_resolution(exported, tmp_path):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers run|data|predict ...`` (``run_all.sh`` calls ``run``)."""
+"""Command line: ``python -m helpers run|data|predict|verify|make-reference ...`` (``run_all.sh`` calls ``run``)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,52 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _reference_path(args: argparse.Namespace) -> Path:
+    from . import paths
+
+    return Path(args.reference) if args.reference else paths.reference_file(args.profile)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from . import paths
+    from .artifacts import read_json
+    from .report import verify
+
+    run = Path(args.run_dir) if args.run_dir else paths.run_dir(args.profile)
+    reference = _reference_path(args)
+    for path, what in ((reference, "reference"), (run, "run folder")):
+        if not path.exists():
+            print(f"error: {path}: no such {what}", file=sys.stderr)
+            return 2
+    ref = read_json(reference)
+    table = verify(run, ref)
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 70):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    counts = table["status"].value_counts().to_dict()
+    print(f"\nrun {run} vs reference {reference} (profile {ref['profile']}; tolerance rule: {ref['tolerance_rule']})")
+    print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("OK", "FAIL", "MISSING")))
+    return 0 if set(counts) <= {"OK"} else 1
+
+
+def _make_reference(args: argparse.Namespace) -> int:
+    from . import paths
+    from .artifacts import write_json
+    from .report import make_reference
+
+    run = Path(args.run_dir) if args.run_dir else paths.run_dir(args.profile)
+    try:
+        reference = make_reference(run, args.profile)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    target = _reference_path(args)
+    write_json(target, reference)
+    print(f"{len(reference['metrics'])} metrics from {run} written to {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Colonoscopy deep-learning course tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     predict.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: OpenVINO's)")
     predict.set_defaults(func=_predict)
+    for name, func, text in (("verify", _verify, "compare a run's headline metrics with the committed reference; exit 1 on "
+                                                  "any FAIL or MISSING metric"),
+                             ("make-reference", _make_reference, "write a run's headline metrics and tolerances as the "
+                                                                 "reference (maintainers)")):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--profile", choices=PROFILE_NAMES, default="cpu")
+        cmd.add_argument("--run-dir", default="", metavar="DIR", help="the run folder (default: reports/<profile>/)")
+        cmd.add_argument("--reference", default="", metavar="FILE",
+                         help="reference file (default: reports/reference/<profile>/metrics.json)")
+        cmd.set_defaults(func=func)
     args = parser.parse_args(argv)
     return args.func(args)
 

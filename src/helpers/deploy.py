@@ -264,7 +264,7 @@ def read_frame(path: Path, max_pixels: int | None = None) -> tuple[np.ndarray, s
         except Exception:  # decode() below names the problem
             mode, w, h = "", 0, 0
         if w * h > limit:
-            raise ImageProblem(f"image is {w}x{h} = {w * h / 1e6:.1f} MP, over the predictor's limit of "
+            raise ImageProblem(f"image is {w}x{h} = {w * h / 1e6:.2f} MP, over the predictor's limit of "
                                f"{limit / 1e6:g} MP")
     pixels, _ = decode(data, None, "image")
     return pixels, "" if mode in ("", "RGB") else f"converted from mode {mode} to RGB"

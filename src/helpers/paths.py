@@ -57,3 +57,8 @@ def synthetic_root(profile: str) -> Path:
 def cache_dir() -> Path:
     """On-disk cache of decoded, resized images (keyed by file content)."""
     return repo_root() / "data" / "cache"
+
+
+def reference_file(profile: str) -> Path:
+    """The committed reference metrics of a profile (always in the checkout, whatever `reports_root` says)."""
+    return repo_root() / "reports" / "reference" / profile / "metrics.json"

@@ -149,6 +149,21 @@ def _absent_tasks(spec: NotebookSpec, run: Path) -> list[str]:
     return [task for task in spec.requires if not sources.get(task)]
 
 
+def _write_manifest(path: Path, prof, started: str, entries: dict, specs: list[NotebookSpec], finished: bool) -> dict:
+    """The run manifest; written after every notebook (`finished` False) and once more at the end."""
+    data_report = path.parent / "data" / "data_report.json"
+    data = read_json(data_report) if data_report.is_file() else {}
+    manifest = {
+        "profile": prof.name, "profile_settings": prof.to_dict(), "seed": prof.seed, "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds") if finished else None, "git": git_state(),
+        "environment": environment(),
+        "data": {k: data.get(k) for k in ("origin", "description", "data_root", "fingerprint", "split_source", "counts")},
+        "notebooks": [entries[s.name] for s in specs if s.name in entries],
+    }
+    write_json(path, manifest)
+    return manifest
+
+
 def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None = None, reports_root: str = "",
                skip_bad: bool = False, notebooks: Path | None = None) -> int:
     """Run the selected notebooks of a profile; return the process exit code."""
@@ -186,16 +201,8 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
         entries[spec.name] = run_notebook(spec, params, run / "notebooks")
         if entries[spec.name]["status"] != "ok":
             failed.add(spec.name)
-    data_report = run / "data" / "data_report.json"
-    data = read_json(data_report) if data_report.is_file() else {}
-    manifest = {
-        "profile": profile, "profile_settings": prof.to_dict(), "seed": prof.seed, "started": started,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git": git_state(),
-        "environment": environment(),
-        "data": {k: data.get(k) for k in ("origin", "description", "data_root", "fingerprint", "split_source", "counts")},
-        "notebooks": [entries[s.name] for s in specs if s.name in entries],
-    }
-    write_json(manifest_path, manifest)
+        _write_manifest(manifest_path, prof, started, entries, specs, finished=False)  # the report notebook reads it
+    manifest = _write_manifest(manifest_path, prof, started, entries, specs, finished=True)
     print(f"\nmanifest: {manifest_path}")
     for e in manifest["notebooks"]:
         print(f"  {e['name']:<32} {e['status']:<8} {e.get('wall_s', '-')!s:>8} s")

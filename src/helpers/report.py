@@ -1,0 +1,253 @@
+"""Headline metrics of a run, read from what each stage saved, and their check against a reference.
+
+`collect` turns a run folder (``reports/<profile>/``) into one flat table of
+named metrics — never re-typed numbers — each with its seed-to-seed spread
+where the stage measured one. `make_reference` freezes such a table with a
+tolerance per metric into ``reports/reference/<profile>/metrics.json``, and
+`verify` (``python -m helpers verify``) compares a new run with it.
+
+Tolerance rule (also written into every reference file): on one machine a run
+is deterministic (same seed, same code → identical metrics), so any tolerance
+only has to absorb what changes between machines: floating-point differences
+that send training down a slightly different path, as a different seed would.
+A metric averaged over seeds therefore gets `max(FLOOR, 2 × its std over
+seeds)`; a single-run metric gets `max(FLOOR, 2 × the median seed std of its
+stage)`, or of the whole run when its stage has no seeds (deployment); the
+OpenVINO-vs-PyTorch parity gets the notebook's own tolerance.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import read_json
+
+FLOOR = 0.01
+PARITY_TOLERANCE = 1e-3
+RULE = ("metric averaged over seeds: max(0.01, 2 x std over seeds); single-run metric: max(0.01, 2 x median std over "
+        "seeds of its stage, or of the whole run for a stage without seeds); OpenVINO FP32 parity: 1e-3 absolute. "
+        "Same machine, same code: runs are identical.")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "_", str(text).lower()).strip("_")
+
+
+def _rows(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def collect(run: Path) -> dict[str, dict]:
+    """Every headline metric of a run: name -> {value, std (over seeds, or None), stage, source}.
+
+    Stages that did not run (or do not apply to the data) simply contribute
+    nothing; `verify` reports their reference metrics as missing.
+    """
+    run = Path(run)
+    out: dict[str, dict] = {}
+
+    def add(name: str, value, std, stage: str, source: Path) -> None:
+        if value is not None and not (isinstance(value, float) and np.isnan(value)):
+            std = None if std is None or (isinstance(std, float) and np.isnan(std)) else float(std)
+            out[name] = {"value": float(value), "std": std, "stage": stage, "source": str(source.relative_to(run))}
+
+    if (t := _rows(f := run / "02_ssl" / "few_label_eval.csv")) is not None:
+        for r in t.itertuples():
+            add(f"ssl.{_slug(r.method)}.{_slug(r.encoder)}.labels_{r.label_fraction:g}.macro_f1", r.macro_f1_mean,
+                r.macro_f1_std, "02_ssl", f)
+    if (t := _rows(f := run / "03_kd" / "results.csv")) is not None:
+        for r in t.to_dict("records"):
+            method = "teacher" if "teacher" in str(r["student"]) else _slug(r["method"])
+            temp = "" if pd.isna(r["temperature"]) else f"_t{r['temperature']:g}"
+            name = "kd.teacher" if method == "teacher" else f"kd.{_slug(r['student'])}.{method}{temp}"
+            for metric in ("test_macro_f1", "test_accuracy"):
+                add(f"{name}.{metric}", r[f"{metric}_mean"], r[f"{metric}_std"] if r["runs"] > 1 else None, "03_kd", f)
+    if (t := _rows(f := run / "04_seg" / "results.csv")) is not None:
+        for r in t.to_dict("records"):
+            for metric in ("test_dice", "test_iou"):
+                add(f"seg.{r['arch']}.{_slug(r['augmentation'])}.{_slug(r['init'])}.{metric}", r[f"{metric}_mean"],
+                    r[f"{metric}_std"] if r["runs"] > 1 else None, "04_seg", f)
+    if (t := _rows(f := run / "05_ensemble" / "segmentation_results.csv")) is not None:
+        for r in t.to_dict("records"):
+            add(f"ens.seg.{_slug(r['model'])}.test_dice", r["test_dice_mean"], r["test_dice_std"] if r["runs"] > 1 else None,
+                "05_ensemble", f)
+    if (t := _rows(f := run / "05_ensemble" / "classification_results.csv")) is not None:
+        for r in t.to_dict("records"):
+            add(f"ens.cls.{_slug(r['model'])}.test_macro_f1", r["macro_f1"], None, "05_ensemble", f)
+    if (t := _rows(f := run / "06_deploy" / "accuracy_by_precision.csv")) is not None:
+        for r in t.to_dict("records"):
+            for metric in ("accuracy", "macro_f1", "dice", "iou"):
+                if metric in r:
+                    add(f"deploy.{r['model']}.{_slug(r['runtime'])}.test_{metric}", r[metric], None, "06_deploy", f)
+            if r["runtime"] == "OpenVINO FP32":
+                add(f"deploy.{r['model']}.fp32_parity_max_abs_logit_diff", r["max_abs_logit_diff"], None, "06_deploy", f)
+    return out
+
+
+def tolerances(metrics: dict[str, dict]) -> dict[str, float]:
+    """The tolerance of each metric by `RULE`."""
+    seeded = [m["std"] for m in metrics.values() if m["std"] is not None]
+    overall = float(np.median(seeded)) if seeded else 0.0
+    stage_std: dict[str, float] = {}
+    for stage in {m["stage"] for m in metrics.values()}:
+        stds = [m["std"] for m in metrics.values() if m["stage"] == stage and m["std"] is not None]
+        stage_std[stage] = float(np.median(stds)) if stds else overall  # a stage without seeds: the run's typical spread
+    out = {}
+    for name, m in metrics.items():
+        if name.endswith("parity_max_abs_logit_diff"):
+            out[name] = PARITY_TOLERANCE
+        else:
+            out[name] = max(FLOOR, 2 * (m["std"] if m["std"] is not None else stage_std[m["stage"]]))
+    return out
+
+
+def make_reference(run: Path, profile: str) -> dict:
+    """A reference table from a finished run: every metric, its tolerance, and where it came from."""
+    run = Path(run)
+    metrics = collect(run)
+    if not metrics:
+        raise ValueError(f"{run}: no stage metrics found (has the course run for this profile?)")
+    manifest = read_json(run / "manifest.json") if (run / "manifest.json").is_file() else {}
+    tol = tolerances(metrics)
+    return {"profile": profile, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "from_run": {"git": manifest.get("git"), "data": manifest.get("data", {}).get("fingerprint"),
+                         "environment": {k: manifest.get("environment", {}).get(k) for k in ("platform", "cpu", "cpu_count", "gpu")}},
+            "tolerance_rule": RULE,
+            "metrics": {n: {"value": m["value"], "tolerance": tol[n], "seed_std": m["std"], "source": m["source"]}
+                        for n, m in sorted(metrics.items())}}
+
+
+def verify(run: Path, reference: dict) -> pd.DataFrame:
+    """One row per reference metric: reference, measured, |difference|, tolerance, OK / FAIL / MISSING."""
+    measured = collect(run)
+    rows = []
+    for name, ref in reference["metrics"].items():
+        got = measured.get(name, {}).get("value")
+        if got is None:
+            status, diff = "MISSING", np.nan
+        else:
+            diff = abs(got - ref["value"])
+            status = "OK" if diff <= ref["tolerance"] + 1e-12 else "FAIL"
+        rows.append({"metric": name, "reference": ref["value"], "measured": got, "difference": diff,
+                     "tolerance": ref["tolerance"], "status": status})
+    return pd.DataFrame(rows)
+
+
+
+# What the report shows per stage: its saved tables (each opens with its provenance line) and key figures.
+SECTIONS = [
+    ("01_eda", "Data", [], ["class_balance.png", "mask_stats.png"]),
+    ("02_ssl", "Self-supervised pretraining: SimCLR vs random init with few labels", ["few_label_eval.md"],
+     ["few_label_eval.png"]),
+    ("03_kd", "Knowledge distillation: teacher, students from scratch and distilled", ["results.md", "cost.md"],
+     ["students_macro_f1.png", "confusion_matrices.png"]),
+    ("04_seg", "Segmentation: the augmentation ablation", ["results.md"], ["ablation_dice.png", "best_worst_cases.png"]),
+    ("05_ensemble", "Ensembles", ["segmentation_results.md", "classification_results.md"],
+     ["segmentation_ensembles.png", "vote_rescue.png"]),
+    ("06_deploy", "Deployment: OpenVINO precision and speed", ["deployment.md"], ["benchmark.png"]),
+]
+# The course brief's published numbers that are not the same setting as any run: shown as context, labelled so.
+CONTEXT = {
+    "03_kd": "Published (course brief, polyp KD project, Kvasir v2 subset): \"near 100%\" classification, reported without "
+             "split, per-class metrics or a normal class; not comparable with any profile here.",
+    "05_ensemble": "Published (course brief, lung STAS segmentation, DeepLabV3+ at 800 px on pathology slides): 3-encoder "
+                   "voting Dice 0.90 / 0.91 vs best single 0.88 / 0.90 (public / private). Another dataset: the size of "
+                   "the effect is the comparison, not the numbers.",
+}
+
+
+def _published_table(run: Path) -> str:
+    path = run / "04_seg" / "published_comparison.csv"
+    if not path.is_file():
+        return ""
+    table = pd.read_csv(path)
+    return ("Published beside this run (course brief: U-Net on Kvasir-SEG 900/100, SGD 1e-2, batch 8, 60 epochs; "
+            "labelled *published*):\n\n" + table.round(3).to_markdown(index=False))
+
+
+def manifest_section(manifest: dict) -> str:
+    """The run manifest as a reader needs it: code, environment, profile, seeds, data, per-notebook time."""
+    git, env, data = manifest.get("git") or {}, manifest.get("environment") or {}, manifest.get("data") or {}
+    seeds = {nb: {k: v for k, v in params.items() if "seed" in k}
+             for nb, params in (manifest.get("profile_settings") or {}).get("notebook_params", {}).items()}
+    lines = [f"- Profile **{manifest.get('profile')}**, seed {manifest.get('seed')}; per-stage seeds: "
+             + ", ".join(f"{nb.split('_')[0]} {s}" for nb, s in seeds.items() if s) + ".",
+             f"- Code: git {git.get('commit', '?')}" + (" (**uncommitted changes**)" if git.get("dirty") else " (clean)") + ".",
+             f"- Data: {data.get('description')} · fingerprint {str(data.get('fingerprint'))[:16]} · splits: "
+             + "; ".join(f"{k}: {v}" for k, v in (data.get("split_source") or {}).items()) + ".",
+             f"- Machine: {env.get('platform')}, CPU {env.get('cpu')} × {env.get('cpu_count')}, GPU {env.get('gpu') or 'none'}, "
+             f"Python {env.get('python')}.",
+             "- Packages: " + ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v) + ".",
+             f"- Started {manifest.get('started')}" + (f", finished {manifest['finished']}" if manifest.get("finished") else
+                                                        " (the run was still going when this report was written)") + "."]
+    times = pd.DataFrame([{"notebook": e["name"], "status": e["status"], "wall time (s)": e.get("wall_s", "")}
+                          for e in manifest.get("notebooks", [])])
+    return "\n".join(lines) + ("\n\n" + times.to_markdown(index=False) if len(times) else "")
+
+
+def render(run: Path, profile: str, reference: dict | None = None) -> str:
+    """REPORT.md: every stage's saved headline tables, verdicts and key figures, the manifest, and the check
+    against the reference. Figures are linked relative to the run folder."""
+    run = Path(run)
+    manifest = read_json(run / "manifest.json") if (run / "manifest.json").is_file() else {}
+    parts = [f"# Course report · profile `{profile}`", "",
+             "Every number below is read from the tables the notebooks saved under this folder; each table opens "
+             "with the data, split, seed(s) and profile that produced it.", ""]
+    for stage, title, tables_, figures in SECTIONS:
+        folder = run / stage
+        if not folder.is_dir():
+            parts += [f"## {title}", "", f"*Not run for this profile or data (no `{stage}/`).*", ""]
+            continue
+        summary_file = next((p for p in (folder / "summary.json", folder / "eda_summary.json") if p.is_file()), None)
+        summary = read_json(summary_file) if summary_file else {}
+        parts += [f"## {title}", ""]
+        if summary.get("provenance") and not tables_:
+            parts += [summary["provenance"], ""]
+        if summary.get("text") or summary.get("interpretation"):
+            parts += [summary.get("text") or summary.get("interpretation"), ""]
+        for name in tables_:
+            if (folder / name).is_file():
+                parts += [(folder / name).read_text().strip(), ""]
+        if stage == "04_seg" and (published := _published_table(run)):
+            parts += [published, ""]
+        if stage in CONTEXT:
+            parts += [f"*{CONTEXT[stage]}*", ""]
+        parts += [f"![{stage} {fig}]({stage}/{fig})" for fig in figures if (folder / fig).is_file()] + [""]
+    if reference is not None:
+        table = verify(run, reference)
+        counts = table["status"].value_counts().to_dict()
+        parts += ["## Check against the reference", "",
+                  f"{len(table)} reference metrics ({reference['profile']} profile; tolerance rule: "
+                  f"{reference['tolerance_rule']}): " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("OK", "FAIL", "MISSING"))
+                  + ".", ""]
+        off = table[table["status"] != "OK"]
+        if len(off):
+            parts += [off.round(4).to_markdown(index=False), ""]
+    parts += ["## Run manifest", "", manifest_section(manifest) if manifest else "*No manifest.json in this folder.*", ""]
+    return "\n".join(parts)
+
+
+def to_html(markdown_text: str, base: Path, title: str) -> str:
+    """A self-contained HTML page: the Markdown rendered (mistune, with tables) and figures embedded as data URIs."""
+    import base64
+
+    import mistune
+
+    body = mistune.create_markdown(plugins=["table"])(markdown_text)
+
+    def embed(match: re.Match) -> str:
+        path = Path(base) / match.group(1)
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', embed, body)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
+             "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:0.4em 0}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>"

@@ -1,0 +1,64 @@
+"""Headline metrics from a run's saved tables, the tolerance rule, and `verify` passing and failing."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from helpers import report
+from helpers.__main__ import main
+
+
+def _fake_run(root, dice_shift=0.0, with_deploy=True):
+    """A run folder with the tables notebooks 03, 04 and 06 write (only the columns `collect` reads)."""
+    (root / "03_kd").mkdir(parents=True)
+    pd.DataFrame([
+        {"student": "resnet18 (teacher)", "method": "SSL + fine-tune", "temperature": None, "runs": 1,
+         "test_macro_f1_mean": 0.75, "test_macro_f1_std": 0.0, "test_accuracy_mean": 0.70, "test_accuracy_std": 0.0},
+        {"student": "resnet18", "method": "KD", "temperature": 4.0, "runs": 3,
+         "test_macro_f1_mean": 0.70, "test_macro_f1_std": 0.02, "test_accuracy_mean": 0.68, "test_accuracy_std": 0.03},
+    ]).to_csv(root / "03_kd" / "results.csv", index=False)
+    (root / "04_seg").mkdir()
+    pd.DataFrame([{"arch": "unet", "augmentation": "+ copy-paste", "init": "random", "runs": 2,
+                   "test_dice_mean": 0.80 + dice_shift, "test_dice_std": 0.004, "test_iou_mean": 0.70, "test_iou_std": 0.03}]
+                 ).to_csv(root / "04_seg" / "results.csv", index=False)
+    if with_deploy:
+        (root / "06_deploy").mkdir()
+        pd.DataFrame([{"model": "student", "runtime": "OpenVINO FP32", "max_abs_logit_diff": 3e-6, "accuracy": 0.7,
+                       "macro_f1": 0.72}]).to_csv(root / "06_deploy" / "accuracy_by_precision.csv", index=False)
+    return root
+
+
+def test_collect_names_every_headline_metric_with_its_seed_spread(tmp_path):
+    metrics = report.collect(_fake_run(tmp_path / "run"))
+    assert metrics["kd.teacher.test_macro_f1"] == {"value": 0.75, "std": None, "stage": "03_kd", "source": "03_kd/results.csv"}
+    assert metrics["kd.resnet18.kd_t4.test_macro_f1"]["std"] == 0.02
+    assert metrics["seg.unet.copy_paste.random.test_dice"]["value"] == 0.80
+    assert metrics["deploy.student.fp32_parity_max_abs_logit_diff"]["value"] == 3e-6
+
+
+def test_tolerances_follow_the_stated_rule(tmp_path):
+    tol = report.tolerances(report.collect(_fake_run(tmp_path / "run")))
+    assert tol["kd.resnet18.kd_t4.test_macro_f1"] == pytest.approx(0.04)  # 2 x its own std over seeds
+    assert tol["kd.teacher.test_macro_f1"] == pytest.approx(0.05)  # single run: 2 x median std of its stage (0.02, 0.03)
+    assert tol["seg.unet.copy_paste.random.test_dice"] == report.FLOOR  # 2 x 0.004 is below the floor
+    assert tol["deploy.student.fp32_parity_max_abs_logit_diff"] == report.PARITY_TOLERANCE
+    assert tol["deploy.student.openvino_fp32.test_accuracy"] == pytest.approx(0.05)  # no seeds in 06: the run's median
+
+
+def test_verify_passes_a_matching_run_and_fails_a_drifted_or_incomplete_one(tmp_path, capsys):
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(report.make_reference(_fake_run(tmp_path / "ref"), "cpu")))
+    same = _fake_run(tmp_path / "same")
+    args = ["verify", "--profile", "cpu", "--reference", str(reference), "--run-dir"]
+    assert main(args + [str(same)]) == 0
+    assert "0 FAIL, 0 MISSING" in capsys.readouterr().out
+    drifted = _fake_run(tmp_path / "drifted", dice_shift=0.05)
+    assert main(args + [str(drifted)]) == 1
+    out = capsys.readouterr().out
+    assert "seg.unet.copy_paste.random.test_dice" in out and "FAIL" in out
+    partial = _fake_run(tmp_path / "partial", with_deploy=False)
+    table = report.verify(partial, json.loads(reference.read_text()))
+    assert set(table.loc[table["metric"].str.startswith("deploy."), "status"]) == {"MISSING"}
+    assert main(args + [str(partial)]) == 1
+    assert main(["verify", "--reference", str(tmp_path / "none.json")]) == 2
