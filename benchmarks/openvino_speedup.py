@@ -28,7 +28,6 @@ import torch
 
 from helpers import classify, data, deploy, paths
 from helpers.artifacts import read_json
-from helpers.training import load_weights
 
 SPEED_TARGET, ACCURACY_POINTS = 2.5, 1.0
 
@@ -43,9 +42,7 @@ def student(profile: str) -> tuple[torch.nn.Module, dict | None]:
     names = sorted((n for n, e in index["checkpoints"].items() if e["model"] == "resnet18"), key=lambda n: "kd" not in n)
     if not names:
         return model.eval(), None
-    model = classify.build("resnet18", len(index["classes"]))
-    load_weights(model, index_path.parent / f"{names[0]}.pt")
-    return model.eval(), {**index, "checkpoint": names[0]}
+    return classify.load_saved(index_path.parents[1], names[0]), {**index, "checkpoint": names[0]}
 
 
 def main() -> int:

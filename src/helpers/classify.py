@@ -41,6 +41,23 @@ def build(name: str, n_classes: int, encoder_weights: Path | None = None) -> nn.
     return model
 
 
+def load_saved(kd_dir: Path, name: str | None = None) -> nn.Module:
+    """A classifier notebook 03 saved: the teacher (`name` None) or a student checkpoint of students/index.json.
+
+    The architecture comes from plain JSON; the file holds weights only.
+    """
+    from .artifacts import read_json
+    from .training import load_weights
+
+    kd_dir = Path(kd_dir)
+    index = read_json(kd_dir / "students" / "index.json")
+    if name is None:
+        arch, weights = read_json(kd_dir / "teacher.json")["model"], kd_dir / "teacher.pt"
+    else:
+        arch, weights = index["checkpoints"][name]["model"], kd_dir / "students" / f"{name}.pt"
+    return load_weights(build(arch, len(index["classes"])), weights).eval()
+
+
 def train_transform(image_size: int) -> v2.Compose:
     """Mild augmentation: crops keep most of the frame (a polyp must stay in it), no hue change (dye is blue)."""
     return v2.Compose([

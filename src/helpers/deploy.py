@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .artifacts import read_json, write_json
-from .measure import latency_ms, time_call
+from .measure import latency_ms, time_call, weights_mb
 from .training import IMAGENET_MEAN, IMAGENET_STD
 
 PRECISIONS = ("FP32", "FP16", "INT8")
@@ -216,9 +216,8 @@ def bench_openvino(xml: Path, threads: int, repeats: int = 50, warmup: int = 10,
 def bench_torch(model: nn.Module, size: int, threads: int, repeats: int = 50, warmup: int = 10) -> dict:
     """Eager PyTorch FP32 at batch 1, same shape and threads; throughput is back-to-back synchronous calls."""
     lat = latency_ms(model, (1, 3, size, size), repeats=repeats, warmup=warmup, threads=threads)
-    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
     return {"latency_median_ms": lat["median_ms"], "latency_p90_ms": lat["p90_ms"],
-            "throughput_fps": 1e3 / lat["median_ms"], "requests": 1, "threads": lat["threads"], "size_MB": weights}
+            "throughput_fps": 1e3 / lat["median_ms"], "requests": 1, "threads": lat["threads"], "size_MB": weights_mb(model)}
 
 
 def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
