@@ -29,7 +29,7 @@ from torch import nn
 
 from .artifacts import read_json, write_json
 from .measure import latency_ms, time_call, weights_mb
-from .training import IMAGENET_MEAN, IMAGENET_STD
+from .training import IMAGENET_MEAN, IMAGENET_STD, extract_features
 
 PRECISIONS = ("FP32", "FP16", "INT8")
 TASKS = ("classification", "segmentation")
@@ -118,10 +118,7 @@ def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibra
                 if validation is None:
                     ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration))
                 else:
-                    reference = copy.deepcopy(model).eval().cpu()
-                    with torch.no_grad():
-                        fp32 = np.concatenate([reference(torch.from_numpy(to_input(validation[i:i + 16], model_card))).numpy()
-                                               for i in range(0, len(validation), 16)])
+                    fp32 = extract_features(model, validation, desc="FP32 decisions")  # same normalisation as to_input
                     checked = nncf.Dataset(list(zip(validation, _decisions(fp32, model_card))),
                                            lambda item: to_input(item[0][None], model_card))
                     ov_model = nncf.quantize_with_accuracy_control(
