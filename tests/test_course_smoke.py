@@ -63,6 +63,14 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
         assert heading in text, heading
     assert text.count("Data: synthetic") >= 5 and "published" in text  # provenance lines and the published U-Net rows
     assert "data:image/png;base64," in (run / "report.html").read_text()  # self-contained
+    # every file of the run belongs to the notebook that writes it (so a re-run can replace exactly its own files)
+    claimed = {o for s in discover() for o in s.outputs} | {"notebooks", "manifest.json"}
+    assert {p.name for p in run.iterdir()} == claimed
+    assert not any(str(reports / ".staging") in p.read_text() for p in run.rglob("*") if p.suffix in {".json", ".csv", ".md"})
+    # a second run finds everything up to date: it executes nothing and rewrites nothing
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    assert run_course("smoke", reports_root=str(reports)) == 0
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
 def _check_kd_outputs(kd):

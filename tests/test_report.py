@@ -62,3 +62,16 @@ def test_verify_passes_a_matching_run_and_fails_a_drifted_or_incomplete_one(tmp_
     assert set(table.loc[table["metric"].str.startswith("deploy."), "status"]) == {"MISSING"}
     assert main(args + [str(partial)]) == 1
     assert main(["verify", "--reference", str(tmp_path / "none.json")]) == 2
+
+
+def test_manifest_section_says_which_notebooks_were_reused_and_from_when():
+    ran = {"started": "2026-11-01T10:00:00+00:00", "commit": "1234567890abcdef"}
+    manifest = {"profile": "smoke", "seed": 0, "git": {"commit": "feedbeef", "dirty": False}, "notebooks": [
+        {"name": "00_data", "status": "ok", "up_to_date": True, "ran": ran, "wall_s": 5.0},
+        {"name": "01_eda", "status": "failed", "ran": ran | {"started": "2026-11-02T10:00:00+00:00"}, "wall_s": 1.0},
+        {"name": "07_report", "status": "running", "ran": ran}]}
+    text = report.manifest_section(manifest)
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| 0")}
+    assert "ok, up to date (reused)" in rows["00_data"] and "2026-11-01T10:00:00" in rows["00_data"] and "1234567890" in rows["00_data"]
+    assert "failed" in rows["01_eda"] and "2026-11-02" in rows["01_eda"]
+    assert "writing this report" in rows["07_report"]

@@ -32,14 +32,16 @@ def test_failure_names_notebook_and_cell_and_independent_notebooks_run(tmp_path,
     # cell [3]: Papermill inserts the injected-parameters cell after the parameters cell
     assert "FAILED: notebook 01_fails, cell [3]" in err and "ValueError: planted failure" in err
     assert "partial executed copy" in err and "02_after_failure === skipped" in err
-    manifest = json.loads((tmp_path / "reports" / "smoke" / "manifest.json").read_text())
+    # a failed run leaves its results in the staging folder, never in reports/smoke/
+    assert not (tmp_path / "reports" / "smoke").exists()
+    manifest = json.loads((tmp_path / "reports" / ".staging" / "smoke" / "manifest.json").read_text())
     status = {e["name"]: e["status"] for e in manifest["notebooks"]}
     assert status == {"00_ok": "ok", "01_fails": "failed", "02_after_failure": "skipped", "03_independent": "ok"}
     failed = next(e for e in manifest["notebooks"] if e["name"] == "01_fails")
     assert failed["error"]["type"] == "ValueError" and failed["error"]["cell"] == 3
-    executed = nbformat.read(failed["executed"], as_version=4)
+    executed = nbformat.read(tmp_path / "reports" / ".staging" / "smoke" / failed["executed"], as_version=4)
     assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
-    ok = nbformat.read(tmp_path / "reports" / "smoke" / "notebooks" / "00_ok.ipynb", as_version=4)
+    ok = nbformat.read(tmp_path / "reports" / ".staging" / "smoke" / "notebooks" / "00_ok.ipynb", as_version=4)
     assert "profile is smoke" in "".join(o.get("text", "") for c in ok.cells for o in c.get("outputs", []))
     assert manifest["profile"] == "smoke" and "torch" in manifest["environment"]["packages"]
     assert set(manifest["git"]) == {"commit", "dirty"}

@@ -13,7 +13,7 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import run_course
 
     return run_course(profile=args.profile, data_root=args.data_root, only=args.only, reports_root=args.reports_root,
-                      skip_bad=args.skip_bad)
+                      skip_bad=args.skip_bad, force=args.force)
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -21,7 +21,7 @@ def _data(args: argparse.Namespace) -> int:
 
     try:
         prepared = prepare(args.profile, data_root=args.data_root, reports_root=args.reports_root,
-                           skip_bad=args.skip_bad)
+                           skip_bad=args.skip_bad, force=args.force)
     except (DataError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -61,7 +61,7 @@ def _predict(args: argparse.Namespace) -> int:
     if not files:
         print(f"error: {source}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})", file=sys.stderr)
         return 2
-    rows, failures = predict_files(model, files, Path(args.out), args.threads)
+    rows, failures = predict_files(model, files, Path(args.out), args.threads, root=source if source.is_dir() else source.parent)
     write_csv(Path(args.out) / "predictions.csv", pd.DataFrame(rows))
     print(f"{len(rows) - failures} of {len(rows)} file(s) predicted; results in {Path(args.out) / 'predictions.csv'}")
     if failures:
@@ -129,12 +129,18 @@ def main(argv: list[str] | None = None) -> int:
                        help="leave out unreadable or inconsistent files (listed in the data report) instead of stopping")
         p.add_argument("--reports-root", default="", metavar="DIR", help="write reports under DIR/<profile>/ (default: reports/)")
 
-    run = sub.add_parser("run", help="execute the notebooks with Papermill and write reports/<profile>/",
+    run = sub.add_parser("run", help="execute the out-of-date notebooks with Papermill and write reports/<profile>/",
                          description="Execute the course notebooks in order with Papermill; executed copies, HTML and "
-                                     "manifest.json go to reports/<profile>/.")
+                                     "manifest.json go to reports/<profile>/. A notebook whose inputs (notebook file, "
+                                     "the helpers modules it imports, parameters, library versions, data folder, "
+                                     "outputs of the notebooks it reads) are unchanged since its last successful run "
+                                     "is reported as up to date and not executed. The run works in "
+                                     "reports/.staging/<profile>/ and replaces reports/<profile>/ only when every "
+                                     "notebook it ran succeeded.")
     common(run)
     run.add_argument("--only", action="append", metavar="NAME",
-                     help="run only this notebook (name or number prefix, e.g. 01 or 01_eda); repeatable")
+                     help="consider only this notebook (name or number prefix, e.g. 01 or 01_eda); repeatable")
+    run.add_argument("--force", action="store_true", help="run the selected notebooks even when they are up to date")
     run.set_defaults(func=_run)
     data = sub.add_parser("data", help="validate and split the data only (what notebook 00 does)")
     common(data)

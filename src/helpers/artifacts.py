@@ -23,6 +23,7 @@ def write_text(path: Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def write_json(path: Path, obj: Any) -> Path:

@@ -224,9 +224,10 @@ def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
     if tool is None:
         raise FileNotFoundError("benchmark_app not found next to this Python (it ships with the openvino package)")
     # benchmark_app accepts -nthreads only with -hint none; one stream, one synchronous request = our latency setting
-    cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nireq", "1", "-api", "sync",
-           "-nthreads", str(threads), "-t", str(seconds), "-shape", f"[1,3,{size},{size}]", "-infer_precision", "f32"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # run next to the IR so that the recorded command holds no absolute path and can be re-run from that folder
+    args = ["-m", Path(xml).name, "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nireq", "1", "-api", "sync",
+            "-nthreads", str(threads), "-t", str(seconds), "-shape", f"[1,3,{size},{size}]", "-infer_precision", "f32"]
+    out = subprocess.run([tool, *args], capture_output=True, text=True, check=False, cwd=Path(xml).parent)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark_app failed ({out.returncode}): {out.stderr.strip()[-500:] or out.stdout[-500:]}")
     median = re.search(r"Median:\s+([\d.]+)\s*(ms|us)", out.stdout)  # it switches to microseconds for fast models
@@ -235,7 +236,7 @@ def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
         raise RuntimeError(f"could not read benchmark_app's report:\n{out.stdout[-800:]}")
     scale = 1e-3 if median.group(2) == "us" else 1.0
     return {"latency_median_ms": float(median.group(1)) * scale, "throughput_fps": float(fps.group(1)),
-            "command": " ".join(cmd)}
+            "command": " ".join(["benchmark_app", *args])}
 
 
 MAX_PIXELS = 40_000_000  # the predictor refuses larger frames (real Kvasir frames are at most ~2 MP)
@@ -272,12 +273,15 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
-def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | None = None) -> tuple[list[dict], int]:
+def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | None = None,
+                  root: Path | None = None) -> tuple[list[dict], int]:
     """Run a deployed IR on image files; one result row per file, errors included. Returns (rows, failures).
 
     Classification rows carry the class and every class probability;
-    segmentation rows the polyp area share and the paths of the mask and
-    overlay PNGs written (at the file's own resolution) under `out_dir`.
+    segmentation rows the polyp area share and the mask and overlay PNGs
+    written (at the file's own resolution) under `out_dir`. Files are named
+    relative to `root` (the input folder) and PNGs relative to `out_dir`, so
+    the CSV stays valid when both folders move.
     """
     from PIL import Image
 
@@ -290,7 +294,7 @@ def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | N
     out_dir = Path(out_dir)
     rows, failures = [], 0
     for path in inputs:
-        row = {"file": str(path), "status": "ok", "error": "", "note": ""}
+        row = {"file": str(Path(path).relative_to(root)) if root else str(path), "status": "ok", "error": "", "note": ""}
         try:
             image, row["note"] = read_frame(path)
         except (ImageProblem, OSError) as exc:
@@ -312,6 +316,6 @@ def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | N
                 target = out_dir / kind / f"{stem}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(arr).save(target)
-                row[f"{kind}_png"] = str(target)
+                row[f"{kind}_png"] = str(target.relative_to(out_dir))
         rows.append(row)
     return rows, failures

@@ -185,8 +185,12 @@ def manifest_section(manifest: dict) -> str:
              "- Packages: " + ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v) + ".",
              f"- Started {manifest.get('started')}" + (f", finished {manifest['finished']}" if manifest.get("finished") else
                                                         " (the run was still going when this report was written)") + "."]
-    times = pd.DataFrame([{"notebook": e["name"], "status": e["status"], "wall time (s)": e.get("wall_s", "")}
-                          for e in manifest.get("notebooks", [])])
+    status = {"running": "writing this report"}
+    times = pd.DataFrame([{"notebook": e["name"],
+                           "status": "ok, up to date (reused)" if e.get("up_to_date") else status.get(e["status"], e["status"]),
+                           "executed (UTC)": (e.get("ran") or {}).get("started", ""),
+                           "at commit": str((e.get("ran") or {}).get("commit") or "")[:10],
+                           "wall time (s)": e.get("wall_s", "")} for e in manifest.get("notebooks", [])])
     return "\n".join(lines) + ("\n\n" + times.to_markdown(index=False) if len(times) else "")
 
 

@@ -2,17 +2,17 @@
 
 Each notebook declares its upstream notebooks in its metadata
 (``metadata.course.depends_on``); when one fails, the run goes on with the
-notebooks that do not depend on it, then exits non-zero. The executed copies
-and their HTML go to ``reports/<profile>/notebooks/``; ``manifest.json`` records
-the commit, versions, profile, data source and per-notebook status and time.
+notebooks that do not depend on it, then exits non-zero. A notebook whose
+inputs have not changed since its last successful run is *up to date* and is
+not executed again (``--force`` runs it anyway); see `helpers.incremental`.
+Work happens in a staging copy that replaces ``reports/<profile>/`` only when
+everything that ran succeeded. The executed copies and their HTML go to
+``notebooks/``; ``manifest.json`` records the commit, versions, profile, data
+source and, per notebook, its status, time, inputs and outputs.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,30 +21,38 @@ from pathlib import Path
 
 import nbformat
 
-from . import paths
+from . import incremental, paths
 from .artifacts import read_json, write_json, write_text
 from .profiles import get_profile
+from .provenance import environment, git_state, package_versions
 
 KERNEL_NAME = "colonoscopy-course"
-KEY_PACKAGES = ("torch", "torchvision", "timm", "segmentation-models-pytorch", "openvino", "nncf", "papermill",
-                "numpy", "pillow", "scikit-learn", "pandas", "matplotlib", "seaborn", "grad-cam")
+MANIFEST = "manifest.json"
 
 
 @dataclass
 class NotebookSpec:
     name: str  # file stem, e.g. "01_eda"
     path: Path
-    depends_on: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)  # must have succeeded in this run state
     requires: list[str] = field(default_factory=list)  # data tasks, e.g. "classification"
+    outputs: list[str] = field(default_factory=list)  # files/folders it writes under reports/<profile>/
+    reads: list[str] = field(default_factory=list)  # notebooks whose outputs it reads (default: depends_on)
+
+    def owned(self) -> list[str]:
+        """Everything under the run folder this notebook's run replaces, executed copies included."""
+        return [*self.outputs, f"notebooks/{self.name}.ipynb", f"notebooks/{self.name}.html"]
 
 
 def discover(folder: Path | None = None) -> list[NotebookSpec]:
-    """Notebooks in course order (by file name) with their declared upstream notebooks."""
+    """Notebooks in course order (by file name) with their declared upstream notebooks and outputs."""
     folder = Path(folder or paths.notebooks_dir())
     specs = []
     for path in sorted(folder.glob("[0-9]*.ipynb")):
         meta = nbformat.read(path, as_version=4).metadata.get("course", {})
-        specs.append(NotebookSpec(path.stem, path, list(meta.get("depends_on", [])), list(meta.get("requires", []))))
+        depends = list(meta.get("depends_on", []))
+        specs.append(NotebookSpec(path.stem, path, depends, list(meta.get("requires", [])),
+                                  list(meta.get("outputs", [])), list(meta.get("reads", depends))))
     return specs
 
 
@@ -66,37 +74,6 @@ def kernel_name() -> str:
     return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
 
 
-def git_state() -> dict:
-    root = paths.repo_root()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty}
-
-
-def environment() -> dict:
-    """Versions and hardware, so a reviewer can tell what produced a number."""
-    versions = {}
-    for name in KEY_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "gpu": gpu, "packages": versions}
-
-
 def export_html(executed: Path) -> Path:
     from nbconvert import HTMLExporter
 
@@ -104,23 +81,22 @@ def export_html(executed: Path) -> Path:
     return write_text(executed.with_suffix(".html"), body)
 
 
-def _declared_parameters(path: Path) -> set[str]:
+def declared_parameters(spec: NotebookSpec, params: dict) -> dict:
+    """The profile values this notebook's `parameters` cell declares (the others are not its inputs)."""
     import papermill as pm
 
-    return set(pm.inspect_notebook(str(path)))
+    declared = set(pm.inspect_notebook(str(spec.path)))
+    return {k: v for k, v in params.items() if k in declared}
 
 
-def run_notebook(spec: NotebookSpec, params: dict, out_dir: Path) -> dict:
-    """Execute one notebook; return its manifest entry (never raises for a failing cell)."""
+def run_notebook(spec: NotebookSpec, params: dict, run: Path) -> dict:
+    """Execute one notebook into `run`; return its manifest entry (never raises for a failing cell)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    declared = _declared_parameters(spec.path)
-    params = {k: v for k, v in params.items() if k in declared}
-    executed = out_dir / f"{spec.name}.ipynb"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    entry = {"name": spec.name, "executed": str(executed), "parameters": params}
-    print(f"\n=== {spec.name} ===", flush=True)
+    executed = run / "notebooks" / f"{spec.name}.ipynb"
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"name": spec.name, "executed": executed.relative_to(run).as_posix(), "parameters": params}
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(spec.path), str(executed), parameters=params, kernel_name=kernel_name(),
@@ -136,7 +112,7 @@ def run_notebook(spec: NotebookSpec, params: dict, out_dir: Path) -> dict:
         print(f"\nFAILED: notebook {spec.name} did not run: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     entry["wall_s"] = round(time.perf_counter() - start, 2)
     if executed.is_file():
-        entry["html"] = str(export_html(executed))
+        entry["html"] = export_html(executed).relative_to(run).as_posix()
     return entry
 
 
@@ -164,9 +140,23 @@ def _write_manifest(path: Path, prof, started: str, entries: dict, specs: list[N
     return manifest
 
 
+def describe(entry: dict) -> str:
+    """One line per notebook for the end-of-run summary."""
+    if entry.get("up_to_date"):
+        ran = entry.get("ran") or {}
+        return (f"up to date (reuses the run started {ran.get('started')}, commit {str(ran.get('commit'))[:10]}"
+                + (" with uncommitted changes)" if ran.get("dirty") else ")"))
+    return entry["status"] + (f": {entry['reason']}" if entry.get("reason") else "")
+
+
 def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None = None, reports_root: str = "",
-               skip_bad: bool = False, notebooks: Path | None = None) -> int:
-    """Run the selected notebooks of a profile; return the process exit code."""
+               skip_bad: bool = False, notebooks: Path | None = None, force: bool = False,
+               package: Path | None = None) -> int:
+    """Run the out-of-date notebooks among those selected; return the process exit code.
+
+    `package` is the folder whose modules count as the notebooks' code (the
+    installed `helpers` by default; tests point it at a copy they edit).
+    """
     prof = get_profile(profile)
     if data_root:
         data_root = str(Path(data_root).expanduser().resolve())
@@ -179,34 +169,88 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
     specs = discover(notebooks)
     chosen = select(specs, only)
     run = paths.run_dir(profile, reports_root)
-    manifest_path = run / "manifest.json"
-    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
-    entries = {e["name"]: e for e in manifest.get("notebooks", [])}
-    failed: set[str] = set()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for spec in chosen:
-        blocked = [d for d in spec.depends_on if d in failed]
-        if blocked:
-            print(f"\n=== {spec.name} === skipped: upstream {', '.join(blocked)} failed", file=sys.stderr)
-            entries[spec.name] = {"name": spec.name, "status": "skipped", "reason": f"upstream {', '.join(blocked)} failed"}
-            failed.add(spec.name)
-            continue
-        absent = _absent_tasks(spec, run)
-        if absent:
-            reason = f"the data has no {' or '.join(absent)} layout"
-            print(f"\n=== {spec.name} === not applicable: {reason}", file=sys.stderr)
-            entries[spec.name] = {"name": spec.name, "status": "not applicable", "reason": reason}
-            continue
-        params = prof.params_for(spec.name, data_root=data_root, reports_root=reports_root) | {"skip_bad": skip_bad}
-        entries[spec.name] = run_notebook(spec, params, run / "notebooks")
-        if entries[spec.name]["status"] != "ok":
-            failed.add(spec.name)
-        _write_manifest(manifest_path, prof, started, entries, specs, finished=False)  # the report notebook reads it
-    manifest = _write_manifest(manifest_path, prof, started, entries, specs, finished=True)
-    print(f"\nmanifest: {manifest_path}")
-    for e in manifest["notebooks"]:
-        print(f"  {e['name']:<32} {e['status']:<8} {e.get('wall_s', '-')!s:>8} s")
-    if failed:
-        print(f"\n{len(failed)} notebook(s) did not finish: {', '.join(sorted(failed))}", file=sys.stderr)
-        return 1
-    return 0
+    run.parent.mkdir(parents=True, exist_ok=True)
+    with incremental.locked(run):
+        incremental.recover(run)
+        stage = incremental.staging_dir(run)
+        work = stage if stage.is_dir() else run
+        if work == stage:
+            print(f"resuming the unfinished run kept in {stage} (its finished notebooks count as done; delete the "
+                  f"folder to start over from {run})", file=sys.stderr)
+        manifest = read_json(work / MANIFEST) if (work / MANIFEST).is_file() else {}
+        entries = {e["name"]: e for e in manifest.get("notebooks", [])}
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        git = git_state()
+        this_run = {"started": started, "commit": git["commit"], "dirty": git["dirty"]}
+        libraries = {"python": sys.version.split()[0], **package_versions()}
+        digests, failed, executed = incremental.Digests(), set(), []
+        by_name = {s.name: s for s in specs}
+
+        def check(spec: NotebookSpec, params: dict) -> tuple[dict, list[str]]:
+            upstream = {r: digests.tree(work, by_name[r].outputs) for r in spec.reads if r in by_name}
+            now = incremental.inputs(spec.path, params, libraries, upstream, digests, package)
+            return now, incremental.stale_reasons(entries.get(spec.name), now, digests.tree(work, spec.outputs))
+
+        try:
+            for spec in chosen:
+                blocked = [d for d in spec.depends_on if d in failed]
+                if blocked:
+                    print(f"\n=== {spec.name} === skipped: upstream {', '.join(blocked)} failed", file=sys.stderr)
+                    entries[spec.name] = {"name": spec.name, "status": "skipped", "reason": f"upstream {', '.join(blocked)} failed"}
+                    failed.add(spec.name)
+                    continue
+                absent = _absent_tasks(spec, work)
+                if absent:
+                    reason = f"the data has no {' or '.join(absent)} layout"
+                    print(f"\n=== {spec.name} === not applicable: {reason}", file=sys.stderr)
+                    if entries.get(spec.name, {}).get("status") != "not applicable":
+                        work = incremental.begin(run)
+                        incremental.clear(work, spec.owned())
+                        entries[spec.name] = {"name": spec.name, "status": "not applicable", "reason": reason}
+                    continue
+                params = declared_parameters(spec, prof.params_for(spec.name, data_root=data_root,
+                                                                   reports_root=reports_root) | {"skip_bad": skip_bad})
+                now, reasons = check(spec, params)
+                if not reasons and not force:
+                    entries[spec.name] = entries[spec.name] | {"up_to_date": True}
+                    print(f"=== {spec.name} === {describe(entries[spec.name])}", flush=True)
+                    continue
+                print(f"\n=== {spec.name} === runs: {'forced (--force)' if force else '; '.join(reasons)}", flush=True)
+                work = incremental.begin(run)
+                incremental.clear(work, spec.owned())
+                entries[spec.name] = {"name": spec.name, "status": "running", "ran": this_run}  # a kill leaves this mark
+                _write_manifest(work / MANIFEST, prof, started, entries, specs, finished=False)
+                params["reports_root"] = str(work.parent)
+                entry = run_notebook(spec, params, work)
+                entry |= {"ran": this_run, "up_to_date": False, "inputs": now}
+                entry["parameters"] = {k: v for k, v in params.items() if k not in incremental.LOCATION_PARAMETERS}
+                executed.append(spec.name)
+                if entry["status"] == "ok":
+                    entry["outputs"] = digests.tree(work, spec.outputs)
+                else:
+                    failed.add(spec.name)
+                entries[spec.name] = entry
+                _write_manifest(work / MANIFEST, prof, started, entries, specs, finished=False)  # the report reads it
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: {run} is unchanged; the notebooks finished so far are kept in {stage} and the "
+                  "next run resumes from them", file=sys.stderr)
+            return 130
+        if work == run:
+            print(f"\nnothing to do: every selected notebook is up to date in {run} (--force runs them anyway)")
+            return 0
+        manifest = _write_manifest(work / MANIFEST, prof, started, entries, specs, finished=True)
+        print(f"\nmanifest: {run / MANIFEST}")
+        for e in manifest["notebooks"]:
+            print(f"  {e['name']:<32} {e.get('wall_s', '-')!s:>8} s  {describe(e)}")
+        if failed:
+            print(f"\n{len(failed)} notebook(s) did not finish: {', '.join(sorted(failed))}.\n{run} is unchanged (the "
+                  f"previous report stays); this run's results are kept in {stage}, and the next run resumes from "
+                  "them, re-running only what failed or changed.", file=sys.stderr)
+            return 1
+        incremental.promote(work, run)
+        stale = [s.name for s in specs if s not in chosen and s.name in entries and entries[s.name].get("status") == "ok"
+                 and any(r in executed for r in s.reads)]
+        if stale:
+            print(f"note: not selected but reading what this run changed, so now out of date: {', '.join(stale)} "
+                  "(a run without --only brings them up to date)", file=sys.stderr)
+        return 0
