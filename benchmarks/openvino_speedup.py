@@ -6,9 +6,10 @@ Speed: one run, side by side, same input shape and thread count, through the pac
 (`helpers.deploy.bench_torch` / `bench_openvino`: warm-up, then the median of timed batch-1 calls).
 Accuracy: the course's own ResNet-18 student (notebook 03's checkpoint in reports/<profile>/03_kd/)
 on the test split, PyTorch vs OpenVINO INT8, at the resolution it was trained at. INT8 is the
-course's recipe (`helpers.deploy.export`): calibrated on train-split frames, with NNCF's accuracy
-control on the validation split (INT8 must agree with FP32 on at least 99% of its decisions there);
-the test split is only scored. Without that checkpoint the speed is measured on random weights and the
+course's recipe (`helpers.deploy.export`, chosen on the validation split by
+`benchmarks/int8_recipes.py`): calibrated on the train-split frames notebook 06 uses, full bias
+correction, and NNCF's accuracy control on the validation split (INT8 must agree with FP32 on at
+least 99% of its decisions there); the test split is only scored. Without that checkpoint the speed is measured on random weights and the
 accuracy check is reported as not run.
 
 Target (issue 5): INT8 at least 2.5x faster than eager PyTorch FP32, and INT8 loses at most 1 point
@@ -28,6 +29,7 @@ import torch
 
 from helpers import classify, data, deploy, paths
 from helpers.artifacts import read_json
+from helpers.profiles import get_profile
 
 SPEED_TARGET, ACCURACY_POINTS = 2.5, 1.0
 
@@ -54,7 +56,9 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, index = student(args.profile)
-    rng = np.random.default_rng(0)
+    params = get_profile(args.profile).params_for("06_openvino_deployment")  # notebook 06's calibration settings
+    frames, max_drop = params["calibration_frames"], params["int8_max_drop"]
+    rng = np.random.default_rng(params["seed"])
     print(f"ResNet-18 ({'checkpoint ' + index['checkpoint'] if index else 'random weights: no notebook 03 checkpoint'}), "
           f"{args.size}x{args.size}, batch 1, {args.threads} thread(s), {args.repeats} timed runs each")
 
@@ -63,12 +67,12 @@ def main() -> int:
         validation = None
         if index:
             calib, _ = data.load_split("classification", "train", args.profile, image_size=args.size)
-            calibration = calib.images[rng.choice(len(calib.images), min(128, len(calib.images)), replace=False)]
+            calibration = calib.images[rng.choice(len(calib.images), min(frames, len(calib.images)), replace=False)]
             validation = data.load_split("classification", "val", args.profile, image_size=args.size)[0].images
         else:
             calibration = rng.integers(0, 256, (32, args.size, args.size, 3), dtype=np.uint8)
         card = deploy.card("classification", classes, args.size, "resnet18", "benchmark")
-        irs = deploy.export(model, card, Path(tmp) / "speed", "resnet18", calibration, ("FP32", "INT8"), validation)
+        irs = deploy.export(model, card, Path(tmp) / "speed", "resnet18", calibration, ("FP32", "INT8"), validation, max_drop)
         rows = {"PyTorch FP32 (eager)": deploy.bench_torch(model, args.size, args.threads, args.repeats)}
         rows |= {f"OpenVINO {p}": deploy.bench_openvino(x, args.threads, args.repeats, requests=2, async_frames=50)
                  for p, x in irs.items()}
@@ -88,8 +92,10 @@ def main() -> int:
             y = np.array([classes.index(c) for c in test_rows["label"]])
             small = deploy.card("classification", classes, size, "resnet18", index["checkpoint"])
             validation = data.load_split("classification", "val", args.profile, image_size=size)[0].images
-            calibration = train.images[rng.choice(len(train.images), min(128, len(train.images)), replace=False)]
-            int8 = deploy.export(model, small, Path(tmp) / "accuracy", "resnet18", calibration, ("INT8",), validation)["INT8"]
+            calibration = train.images[np.random.default_rng(params["seed"]).choice(  # the frames notebook 06 draws
+                len(train.images), min(frames, len(train.images)), replace=False)]
+            int8 = deploy.export(model, small, Path(tmp) / "accuracy", "resnet18", calibration, ("INT8",), validation,
+                                 max_drop)["INT8"]
             torch_pred = classify.predict_proba(model, test.images).argmax(1)
             ov_pred = deploy.infer(deploy.compile_ir(int8, args.threads), test.images, small).argmax(1)
             torch_acc, ov_acc = float((torch_pred == y).mean()), float((ov_pred == y).mean())

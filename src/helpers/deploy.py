@@ -89,7 +89,7 @@ def _agreement_metric(model_card: dict):
 
 def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibration: np.ndarray,
            precisions: tuple[str, ...] = PRECISIONS, validation: np.ndarray | None = None,
-           max_drop: float = 0.01) -> dict[str, Path]:
+           max_drop: float = 0.01, fast_bias_correction: bool = False) -> dict[str, Path]:
     """Write `<name>_<precision>.xml/.bin/.json` for each precision; returns the .xml paths.
 
     `calibration` (uint8 frames of the train split, never test) feeds NNCF's
@@ -98,8 +98,11 @@ def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibra
     whose quantization costs the most are reverted to FP32 until INT8 agrees
     with FP32 on all but `max_drop` of the validation decisions (classes, or
     mask Dice). Agreement, not accuracy: flips that happen to cancel out in an
-    accuracy count are still caught, and no labels are needed. Files are
-    written in a temporary folder and moved into place only when complete.
+    accuracy count are still caught, and no labels are needed. Bias
+    correction is NNCF's full algorithm, not its default fast one: on the
+    `cpu` student it halves how far INT8 probabilities move from FP32 on the
+    validation split (`benchmarks/int8_recipes.py`). Files are written in a
+    temporary folder and moved into place only when complete.
     """
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" when nncf loads
     import nncf
@@ -116,20 +119,22 @@ def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibra
             with warnings.catch_warnings():  # rich (NNCF's progress bar) asks for ipywidgets inside Jupyter
                 warnings.filterwarnings("ignore", message='install "ipywidgets"', category=UserWarning)
                 if validation is None:
-                    ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration))
+                    ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration),
+                                             fast_bias_correction=fast_bias_correction)
                 else:
                     fp32 = extract_features(model, validation, desc="FP32 decisions")  # same normalisation as to_input
                     checked = nncf.Dataset(list(zip(validation, _decisions(fp32, model_card))),
                                            lambda item: to_input(item[0][None], model_card))
                     ov_model = nncf.quantize_with_accuracy_control(
                         ov_model, dataset, checked, validation_fn=_agreement_metric(model_card), max_drop=max_drop,
-                        drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration))
+                        drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
+                        fast_bias_correction=fast_bias_correction)
         elif precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         stem = f"{name}_{precision.lower()}"
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             ov.save_model(ov_model, Path(tmp) / f"{stem}.xml", compress_to_fp16=precision == "FP16")
-            int8 = {"calibration_frames": len(calibration),
+            int8 = {"calibration_frames": len(calibration), "fast_bias_correction": fast_bias_correction,
                     "accuracy_control": None if validation is None else {
                         "validation_frames": len(validation), "max_drop": max_drop,
                         "metric": "agreement with the FP32 model (classes, or mask Dice)"}}

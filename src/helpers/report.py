@@ -188,7 +188,7 @@ def manifest_section(manifest: dict) -> str:
     status = {"running": "writing this report"}
     times = pd.DataFrame([{"notebook": e["name"],
                            "status": "ok, up to date (reused)" if e.get("up_to_date") else status.get(e["status"], e["status"]),
-                           "executed (UTC)": (e.get("ran") or {}).get("started", ""),
+                           "run started (UTC)": (e.get("ran") or {}).get("started", ""),
                            "at commit": str((e.get("ran") or {}).get("commit") or "")[:10],
                            "wall time (s)": e.get("wall_s", "")} for e in manifest.get("notebooks", [])])
     return "\n".join(lines) + ("\n\n" + times.to_markdown(index=False) if len(times) else "")
