@@ -28,7 +28,7 @@ from helpers.profiles import get_profile
 from helpers.training import extract_features
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openvino_speedup import student  # noqa: E402  (the same checkpoint the speed-up benchmark scores)
+from openvino_speedup import calibration_frames, student  # noqa: E402  (same checkpoint and frames as it scores)
 
 RECIPES = {  # name: (fast bias correction, accuracy control)
     "fast bias correction (NNCF default)": (True, False),
@@ -57,9 +57,7 @@ def main() -> int:
     size, classes = index["image_size"], index["classes"]
     train, _ = data.load_split("classification", "train", args.profile, image_size=size)
     val, _ = data.load_split("classification", "val", args.profile, image_size=size)
-    rng = np.random.default_rng(params["seed"])  # the calibration draw of notebook 06
-    calibration = train.images[rng.choice(len(train.images), min(params["calibration_frames"], len(train.images)),
-                                          replace=False)]
+    calibration = calibration_frames(train.images, params)
     card = deploy.card("classification", classes, size, "resnet18", index["checkpoint"])
     fp32 = softmax(extract_features(model, val.images, desc="FP32"))
     print(f"ResNet-18 student {index['checkpoint']} ({args.profile}), {size} px; {len(calibration)} calibration frames "

@@ -47,6 +47,12 @@ def student(profile: str) -> tuple[torch.nn.Module, dict | None]:
     return classify.load_saved(index_path.parents[1], names[0]), {**index, "checkpoint": names[0]}
 
 
+def calibration_frames(images: np.ndarray, params: dict) -> np.ndarray:
+    """The train-split frames notebook 06 calibrates the classifier on (same seed, same count, same draw)."""
+    rng = np.random.default_rng(params["seed"])
+    return images[rng.choice(len(images), min(params["calibration_frames"], len(images)), replace=False)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu", help="whose notebook 03 checkpoint and data to use (default cpu)")
@@ -57,8 +63,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     model, index = student(args.profile)
     params = get_profile(args.profile).params_for("06_openvino_deployment")  # notebook 06's calibration settings
-    frames, max_drop = params["calibration_frames"], params["int8_max_drop"]
-    rng = np.random.default_rng(params["seed"])
+    max_drop = params["int8_max_drop"]
     print(f"ResNet-18 ({'checkpoint ' + index['checkpoint'] if index else 'random weights: no notebook 03 checkpoint'}), "
           f"{args.size}x{args.size}, batch 1, {args.threads} thread(s), {args.repeats} timed runs each")
 
@@ -67,10 +72,10 @@ def main() -> int:
         validation = None
         if index:
             calib, _ = data.load_split("classification", "train", args.profile, image_size=args.size)
-            calibration = calib.images[rng.choice(len(calib.images), min(frames, len(calib.images)), replace=False)]
+            calibration = calibration_frames(calib.images, params)
             validation = data.load_split("classification", "val", args.profile, image_size=args.size)[0].images
         else:
-            calibration = rng.integers(0, 256, (32, args.size, args.size, 3), dtype=np.uint8)
+            calibration = np.random.default_rng(0).integers(0, 256, (32, args.size, args.size, 3), dtype=np.uint8)
         card = deploy.card("classification", classes, args.size, "resnet18", "benchmark")
         irs = deploy.export(model, card, Path(tmp) / "speed", "resnet18", calibration, ("FP32", "INT8"), validation, max_drop)
         rows = {"PyTorch FP32 (eager)": deploy.bench_torch(model, args.size, args.threads, args.repeats)}
@@ -92,8 +97,7 @@ def main() -> int:
             y = np.array([classes.index(c) for c in test_rows["label"]])
             small = deploy.card("classification", classes, size, "resnet18", index["checkpoint"])
             validation = data.load_split("classification", "val", args.profile, image_size=size)[0].images
-            calibration = train.images[np.random.default_rng(params["seed"]).choice(  # the frames notebook 06 draws
-                len(train.images), min(frames, len(train.images)), replace=False)]
+            calibration = calibration_frames(train.images, params)
             int8 = deploy.export(model, small, Path(tmp) / "accuracy", "resnet18", calibration, ("INT8",), validation,
                                  max_drop)["INT8"]
             torch_pred = classify.predict_proba(model, test.images).argmax(1)
