@@ -1,6 +1,6 @@
 """Incremental regeneration: which notebooks must run again, and a staged run that never breaks the last good report.
 
-A notebook's *inputs* are its own file, the `helpers` modules its code imports
+A notebook's *inputs* are its cells (code and tags), the `helpers` modules its code imports
 (followed through the package's own imports), its parameters (not where the
 reports go), the versions of the key libraries, the real data folder when one
 is given, and the files written by the notebooks it reads
