@@ -163,14 +163,14 @@ def _notebook(folder: Path, name: str, body: str, outputs: list[str], reads: lis
     nbformat.write(nb, folder / f"{name}.ipynb")
 
 
-def _course(tmp_path: Path, b_extra: str = "") -> tuple[Path, Path]:
+def _course(tmp_path: Path, b_extra: str = "", a_text: str = "f'a seed={seed} skip={skip_bad}'") -> tuple[Path, Path]:
     """00 writes a/ (uses paths), 01 reads a/ and writes b/ (uses tables), 02 writes c/ (uses paths only)."""
     nbs, pkg = tmp_path / "nbs", tmp_path / "pkg" / "helpers"
     nbs.mkdir(exist_ok=True)
     if not pkg.exists():
         shutil.copytree(PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     _notebook(nbs, "00_a", "from helpers import paths\nout = paths.stage_dir(profile, 'a', reports_root)\n"
-                            "(out / 'a.txt').write_text(f'a seed={seed} skip={skip_bad}')", ["a"])
+                            f"(out / 'a.txt').write_text({a_text})", ["a"])
     _notebook(nbs, "01_b", "from helpers import paths, tables\nrun = paths.run_dir(profile, reports_root)\n"
                             f"(run / 'b').mkdir(exist_ok=True)\n(run / 'b' / 'b.txt').write_text('b<' + (run / 'a' / 'a.txt').read_text())\n{b_extra}",
               ["b"], reads=["00_a"])
@@ -234,16 +234,12 @@ def test_failed_run_keeps_the_previous_report_and_the_next_run_resumes(tmp_path,
     run, stage = tmp_path / "reports" / "smoke", tmp_path / "reports" / ".staging" / "smoke"
     assert _run(tmp_path, nbs, pkg, capsys)[0] == 0
     good = _snapshot(run)
-    _course(tmp_path, b_extra="raise RuntimeError('planted')")
-    _notebook(nbs, "00_a", "from helpers import paths\nout = paths.stage_dir(profile, 'a', reports_root)\n"
-                            "(out / 'a.txt').write_text('a v2')", ["a"])
+    _course(tmp_path, b_extra="raise RuntimeError('planted')", a_text="'a v2'")
     code, lines = _run(tmp_path, nbs, pkg, capsys)
     assert code == 1 and lines["00_a"].startswith("runs: the notebook changed") and lines["01_b"].startswith("runs:")
     assert _snapshot(run) == good  # the good report is untouched, byte for byte
     assert (stage / "a" / "a.txt").read_text() == "a v2"  # this run's finished work waits in staging
-    _course(tmp_path)  # fix 01
-    _notebook(nbs, "00_a", "from helpers import paths\nout = paths.stage_dir(profile, 'a', reports_root)\n"
-                            "(out / 'a.txt').write_text('a v2')", ["a"])
+    _course(tmp_path, a_text="'a v2'")  # 01 fixed
     code, lines = _run(tmp_path, nbs, pkg, capsys)
     assert code == 0 and lines["00_a"].startswith("up to date") and lines["01_b"] == "runs: its last run ended 'failed'"
     assert (run / "b" / "b.txt").read_text() == "b<a v2" and not stage.exists()
