@@ -228,12 +228,17 @@ def test_incremental_runs_rerun_exactly_what_changed(tmp_path, capsys):
     assert lines == {"00_a": "", "01_b": "", "02_c": "runs: forced (--force)"}
 
 
-@pytest.mark.notebooks
-def test_failed_run_keeps_the_previous_report_and_the_next_run_resumes(tmp_path, capsys):
+def _good_run(tmp_path, capsys) -> tuple[Path, Path, Path, Path, dict]:
+    """A first successful run: notebooks, package copy, run folder, staging folder, and the run's bytes."""
     nbs, pkg = _course(tmp_path)
     run, stage = tmp_path / "reports" / "smoke", tmp_path / "reports" / ".staging" / "smoke"
     assert _run(tmp_path, nbs, pkg, capsys)[0] == 0
-    good = _snapshot(run)
+    return nbs, pkg, run, stage, _snapshot(run)
+
+
+@pytest.mark.notebooks
+def test_failed_run_keeps_the_previous_report_and_the_next_run_resumes(tmp_path, capsys):
+    nbs, pkg, run, stage, good = _good_run(tmp_path, capsys)
     _course(tmp_path, b_extra="raise RuntimeError('planted')", a_text="'a v2'")
     code, lines = _run(tmp_path, nbs, pkg, capsys)
     assert code == 1 and lines["00_a"].startswith("runs: the notebook changed") and lines["01_b"].startswith("runs:")
@@ -247,10 +252,7 @@ def test_failed_run_keeps_the_previous_report_and_the_next_run_resumes(tmp_path,
 
 @pytest.mark.notebooks
 def test_killed_run_leaves_the_previous_report_intact(tmp_path, capsys):
-    nbs, pkg = _course(tmp_path)
-    run, stage = tmp_path / "reports" / "smoke", tmp_path / "reports" / ".staging" / "smoke"
-    assert _run(tmp_path, nbs, pkg, capsys)[0] == 0
-    good = _snapshot(run)
+    nbs, pkg, run, stage, good = _good_run(tmp_path, capsys)
     # 01 now writes its output and then hangs: the run is killed while it works
     _course(tmp_path, b_extra="import time\nfor _ in range(600):\n    time.sleep(0.1)")
     script = (f"import sys\nfrom helpers.runner import run_course\nsys.exit(run_course('smoke', reports_root={str(tmp_path / 'reports')!r}, "
