@@ -71,11 +71,12 @@ def test_course_notebooks_declare_distinct_outputs_and_known_reads():
     for s in specs:
         assert set(s.reads) <= names and set(s.depends_on) <= set(s.reads)
     assert set(specs[-1].reads) == names - {specs[-1].name}  # the report reads every stage
+    assert specs[-1].reads_files == ["reports/reference/{profile}/metrics.json"]  # and the reference it checks against
 
 
 def _entry(**inputs):
     base = {"notebook": "n", "code": {"helpers.a": "1"}, "parameters": {"seed": 0}, "libraries": {"torch": "2"},
-            "data": None, "upstream": {"00": "u"}}
+            "data": None, "upstream": {"00": "u"}, "files": {"ref.json": "r"}}
     return base | inputs
 
 
@@ -88,6 +89,7 @@ def _entry(**inputs):
     ({"libraries": {"torch": "3"}}, "library versions changed: torch"),
     ({"data": "d"}, "the data folder changed"),
     ({"upstream": {"00": "v"}}, "outputs it reads changed: 00"),
+    ({"files": {"ref.json": "missing"}}, "files it reads changed: ref.json"),
 ])
 def test_stale_reasons_name_what_changed(change, reason):
     previous = {"status": "ok", "inputs": _entry(), "outputs": "o"}

@@ -4,7 +4,8 @@ A notebook's *inputs* are its cells (code and tags), the `helpers` modules its c
 (followed through the package's own imports), its parameters (not where the
 reports go), the versions of the key libraries, the real data folder when one
 is given, and the files written by the notebooks it reads
-(`metadata.course.reads`, else `depends_on`). Their digests are recorded in the
+(`metadata.course.reads`, else `depends_on`), and other repository files it
+reads (`metadata.course.reads_files`, e.g. the committed reference). Their digests are recorded in the
 run manifest. A notebook whose recorded inputs and own outputs
 (`metadata.course.outputs`) still match is *up to date* and is not executed.
 
@@ -161,13 +162,18 @@ def data_listing(folder: str) -> str | None:
 
 
 def inputs(notebook: Path, parameters: dict, libraries: dict, upstream: dict[str, str], digests: Digests,
-           root: Path | None = None) -> dict:
-    """Everything a notebook's results depend on, as digests (recorded in the manifest)."""
+           root: Path | None = None, files: dict[str, Path] | None = None) -> dict:
+    """Everything a notebook's results depend on, as digests (recorded in the manifest).
+
+    `files`: other files it reads (e.g. the committed reference metrics), by
+    the name they are declared under; an absent file counts as "missing".
+    """
     params = {k: v for k, v in parameters.items() if k not in LOCATION_PARAMETERS}
     return {"notebook": notebook_digest(notebook),
             "code": {name: digests.file(path) for name, path in code_modules(notebook_code(notebook), root).items()},
             "parameters": json.loads(json.dumps(params, default=str)), "libraries": libraries,
-            "data": data_listing(str(params.get("data_root") or "")), "upstream": upstream}
+            "data": data_listing(str(params.get("data_root") or "")), "upstream": upstream,
+            "files": {name: digests.file(path) if path.is_file() else "missing" for name, path in (files or {}).items()}}
 
 
 def stale_reasons(previous: dict | None, now: dict, outputs_now: str) -> list[str]:
@@ -182,7 +188,8 @@ def stale_reasons(previous: dict | None, now: dict, outputs_now: str) -> list[st
     if before.get("notebook") != now["notebook"]:
         reasons.append("the notebook changed")
     for key, what in (("code", "helpers code changed"), ("parameters", "parameters changed"),
-                      ("libraries", "library versions changed"), ("upstream", "outputs it reads changed")):
+                      ("libraries", "library versions changed"), ("upstream", "outputs it reads changed"),
+                      ("files", "files it reads changed")):
         old, new = before.get(key) or {}, now[key]
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         if changed:

@@ -38,6 +38,7 @@ class NotebookSpec:
     requires: list[str] = field(default_factory=list)  # data tasks, e.g. "classification"
     outputs: list[str] = field(default_factory=list)  # files/folders it writes under reports/<profile>/
     reads: list[str] = field(default_factory=list)  # notebooks whose outputs it reads (default: depends_on)
+    reads_files: list[str] = field(default_factory=list)  # repository files it reads, "{profile}" filled in
 
     def owned(self) -> list[str]:
         """Everything under the run folder this notebook's run replaces, executed copies included."""
@@ -52,7 +53,8 @@ def discover(folder: Path | None = None) -> list[NotebookSpec]:
         meta = nbformat.read(path, as_version=4).metadata.get("course", {})
         depends = list(meta.get("depends_on", []))
         specs.append(NotebookSpec(path.stem, path, depends, list(meta.get("requires", [])),
-                                  list(meta.get("outputs", [])), list(meta.get("reads", depends))))
+                                  list(meta.get("outputs", [])), list(meta.get("reads", depends)),
+                                  list(meta.get("reads_files", []))))
     return specs
 
 
@@ -188,7 +190,8 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
 
         def check(spec: NotebookSpec, params: dict) -> tuple[dict, list[str]]:
             upstream = {r: digests.tree(work, by_name[r].outputs) for r in spec.reads if r in by_name}
-            now = incremental.inputs(spec.path, params, libraries, upstream, digests, package)
+            files = {f.format(profile=profile): paths.repo_root() / f.format(profile=profile) for f in spec.reads_files}
+            now = incremental.inputs(spec.path, params, libraries, upstream, digests, package, files)
             return now, incremental.stale_reasons(entries.get(spec.name), now, digests.tree(work, spec.outputs))
 
         try:
