@@ -138,12 +138,87 @@ def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibra
                     "accuracy_control": None if validation is None else {
                         "validation_frames": len(validation), "max_drop": max_drop,
                         "metric": "agreement with the FP32 model (classes, or mask Dice)"}}
+            if precision == "INT8":
+                int8["quantization"] = quantization(ov.Core().read_model(Path(tmp) / f"{stem}.xml"))
             write_json(Path(tmp) / f"{stem}.json", {**model_card, "precision": precision,
                                                     **(int8 if precision == "INT8" else {})})
             for suffix in (".bin", ".json", ".xml"):  # the .xml last: its presence means the set is complete
                 os.replace(Path(tmp) / f"{stem}{suffix}", out_dir / f"{stem}{suffix}")
         written[precision] = out_dir / f"{stem}.xml"
     return written
+
+
+COMPUTE_OPS = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData", "GroupConvolutionBackpropData")
+LOW_PRECISION = ("i8", "u8", "i4", "u4")
+INT8_SHARE = 0.9  # "INT8" only when this share of the compute-heavy ops and of their weights is INT8
+
+
+def _source(output) -> object:
+    """The node feeding an input, looking through the reshapes/converts that carry weights or activations."""
+    node = output.get_node()
+    while node.get_type_name() in ("Convert", "Reshape", "Transpose", "Subtract", "Multiply", "Unsqueeze", "Squeeze"):
+        node = node.input_value(0).get_node()
+    return node
+
+
+def quantization(ov_model) -> dict:
+    """What of a model really is INT8, read from its graph (not from what was asked for).
+
+    A compute-heavy op (convolution, matmul) counts as INT8 when its weights
+    are stored as 8-bit (or lower) integers and its activations pass a
+    FakeQuantize. NNCF's accuracy control reverts ops to FP32; they show up
+    here, named. `label` is what tables print.
+    """
+    ops, int8_ops, fp_ops = 0, 0, []
+    int8_weights, all_weights = 0, 0
+    for node in ov_model.get_ordered_ops():
+        if node.get_type_name() not in COMPUTE_OPS or node.get_input_size() < 2:
+            continue
+        weight = _source(node.input_value(1))
+        if weight.get_type_name() != "Constant":
+            continue  # an activation x activation matmul: no weights to quantize
+        ops += 1
+        size = int(np.prod(list(weight.get_output_shape(0))))
+        all_weights += size
+        low = weight.get_output_element_type(0).get_type_name() in LOW_PRECISION
+        activation = _source(node.input_value(0)).get_type_name() == "FakeQuantize" or \
+            node.input_value(0).get_node().get_type_name() == "FakeQuantize"
+        if low and activation:
+            int8_ops += 1
+            int8_weights += size
+        else:
+            fp_ops.append(node.get_friendly_name())
+    share = int8_ops / ops if ops else 0.0
+    weight_share = int8_weights / all_weights if all_weights else 0.0
+    label = ("INT8" if min(share, weight_share) >= INT8_SHARE else
+             f"partly INT8 ({share:.0%} of compute ops, {weight_share:.0%} of weights)" if share > 0
+             else "not INT8 (no op quantized)")
+    return {"compute_ops": ops, "int8_ops": int8_ops, "int8_op_share": round(share, 4),
+            "int8_weight_share": round(weight_share, 4),
+            "fp32_ops": fp_ops, "label": label}
+
+
+def precision_label(model_card: dict) -> str:
+    """The precision a table may print for an IR: INT8 only when its graph is (see `quantization`)."""
+    if model_card.get("precision") != "INT8":
+        return model_card.get("precision", "?")
+    return (model_card.get("quantization") or {}).get("label", "INT8 (not inspected)")
+
+
+def quantization_table(irs: dict[str, dict[str, Path]]) -> "pd.DataFrame":
+    """Per model and precision: what was asked for, what the graph really is, and the ops left in floating point."""
+    import pandas as pd
+
+    rows = []
+    for name, by_precision in irs.items():
+        for precision, xml in by_precision.items():
+            meta = read_card(xml)
+            q = meta.get("quantization") or {}
+            rows.append({"model": name, "requested": precision, "measured precision": precision_label(meta),
+                         "int8 compute ops": f"{q['int8_ops']}/{q['compute_ops']}" if q else "",
+                         "int8 weight share": q.get("int8_weight_share"), "size_MB": ir_size_mb(xml),
+                         "ops left in float": ", ".join(q.get("fp32_ops", [])[:6]) + (" …" if len(q.get("fp32_ops", [])) > 6 else "")})
+    return pd.DataFrame(rows)
 
 
 def read_card(xml: Path) -> dict:

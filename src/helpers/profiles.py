@@ -40,6 +40,7 @@ class Profile:
     test_fraction: float
     synthetic: SyntheticSpec
     expects_real_data: bool = False
+    threads: int | None = None  # CPU threads of a pinned course run (see helpers.numerics); None: every core
     notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def params(self, data_root: str = "", reports_root: str = "") -> dict[str, Any]:
@@ -75,6 +76,7 @@ PROFILES: dict[str, Profile] = {
         val_fraction=0.2,
         test_fraction=0.2,
         synthetic=SyntheticSpec(per_class=20, seg_pairs=24, unlabeled=24, min_side=96, max_side=128),
+        threads=2,
         notebook_params={
             "02_contrastive_pretraining": {"ssl_encoder": "resnet18", "ssl_epochs": 1, "ssl_lr": 2e-3, "ssl_batch_size": 16,
                                            "temperature": 0.5, "label_fractions": [0.25, 1.0], "probe_repeats": 2},
@@ -103,6 +105,7 @@ PROFILES: dict[str, Profile] = {
         val_fraction=0.15,
         test_fraction=0.15,
         synthetic=SyntheticSpec(per_class=250, seg_pairs=300, unlabeled=600, min_side=192, max_side=320),
+        threads=2,  # the machine the course is sized for; the same count everywhere gives the same sums
         notebook_params={
             # ResNet-18, not the ResNet-50 of `full`: ~4x faster on 2 cores, so pretraining fits in ~2 minutes.
             "02_contrastive_pretraining": {"ssl_encoder": "resnet18", "ssl_epochs": 15, "ssl_lr": 2e-3, "ssl_batch_size": 64,

@@ -6,14 +6,26 @@ where the stage measured one. `make_reference` freezes such a table with a
 tolerance per metric into ``reports/reference/<profile>/metrics.json``, and
 `verify` (``python -m helpers verify``) compares a new run with it.
 
-Tolerance rule (also written into every reference file): on one machine a run
-is deterministic (same seed, same code → identical metrics), so any tolerance
-only has to absorb what changes between machines: floating-point differences
-that send training down a slightly different path, as a different seed would.
-A metric averaged over seeds therefore gets `max(FLOOR, 2 × its std over
-seeds)`; a single-run metric gets `max(FLOOR, 2 × the median seed std of its
-stage)`, or of the whole run when its stage has no seeds (deployment); the
+What is guaranteed (see `helpers.numerics`): a course run pins one CPU code
+path, and on that path the same code, data and seed give *identical* metrics
+— measured across instruction-set changes of the libraries on one x86-64 CPU
+(`benchmarks/numerics_cost.py`). `verify` says how many metrics are identical
+and whether the run's code path is the reference's.
+
+Tolerance rule (also written into every reference file), for where identity
+does not hold (the `native` code path, another architecture, a GPU): there,
+floating-point differences send training down another path, as a different
+seed would. A metric averaged over seeds gets `max(FLOOR, 2 × std)` with std
+the larger of its own spread over seeds and its stage's median spread (a row
+whose few seeds happened to agree does not get a tolerance of zero); a
+single-run metric gets `max(FLOOR, 2 × the median seed std of its stage)`, or
+of the whole run when its stage has no seeds (deployment); the
 OpenVINO-vs-PyTorch parity gets the notebook's own tolerance.
+
+Metrics are keyed by *role*, not by what was chosen on validation: the SSL
+row of notebook 04 is `seg.<arch>.best.ssl.*` whatever augmentation row won.
+The choices themselves (`choices`) are compared as their own lines, so a
+choice that moved is reported as such, never as missing metrics.
 """
 
 from __future__ import annotations
@@ -29,9 +41,9 @@ from .artifacts import read_json
 
 FLOOR = 0.01
 PARITY_TOLERANCE = 1e-3
-RULE = ("metric averaged over seeds: max(0.01, 2 x std over seeds); single-run metric: max(0.01, 2 x median std over "
-        "seeds of its stage, or of the whole run for a stage without seeds); OpenVINO FP32 parity: 1e-3 absolute. "
-        "Same machine, same code: runs are identical.")
+RULE = ("pinned code path: identical results expected; tolerance for other code paths: metric averaged over seeds: "
+        "max(0.01, 2 x max(its std over seeds, median std of its stage)); single-run metric: max(0.01, 2 x median std "
+        "over seeds of its stage, or of the whole run for a stage without seeds); OpenVINO FP32 parity: 1e-3 absolute.")
 
 
 def _slug(text: str) -> str:
@@ -69,8 +81,9 @@ def collect(run: Path) -> dict[str, dict]:
                 add(f"{name}.{metric}", r[f"{metric}_mean"], r[f"{metric}_std"] if r["runs"] > 1 else None, "03_kd", f)
     if (t := _rows(f := run / "04_seg" / "results.csv")) is not None:
         for r in t.to_dict("records"):
+            row = "best" if r["init"] != "random" else _slug(r["augmentation"])  # SSL init runs on the row chosen on val
             for metric in ("test_dice", "test_iou"):
-                add(f"seg.{r['arch']}.{_slug(r['augmentation'])}.{_slug(r['init'])}.{metric}", r[f"{metric}_mean"],
+                add(f"seg.{r['arch']}.{row}.{_slug(r['init'])}.{metric}", r[f"{metric}_mean"],
                     r[f"{metric}_std"] if r["runs"] > 1 else None, "04_seg", f)
     if (t := _rows(f := run / "05_ensemble" / "segmentation_results.csv")) is not None:
         for r in t.to_dict("records"):
@@ -78,7 +91,8 @@ def collect(run: Path) -> dict[str, dict]:
                 "05_ensemble", f)
     if (t := _rows(f := run / "05_ensemble" / "classification_results.csv")) is not None:
         for r in t.to_dict("records"):
-            add(f"ens.cls.{_slug(r['model'])}.test_macro_f1", r["macro_f1"], None, "05_ensemble", f)
+            model = re.sub(r"_kd_t[\d.]+$", "_kd_chosen_t", _slug(r["model"]))  # T chosen on validation: a choice
+            add(f"ens.cls.{model}.test_macro_f1", r["macro_f1"], None, "05_ensemble", f)
     if (t := _rows(f := run / "06_deploy" / "accuracy_by_precision.csv")) is not None:
         for r in t.to_dict("records"):
             for metric in ("accuracy", "macro_f1", "dice", "iou"):
@@ -86,6 +100,30 @@ def collect(run: Path) -> dict[str, dict]:
                     add(f"deploy.{r['model']}.{_slug(r['runtime'])}.test_{metric}", r[metric], None, "06_deploy", f)
             if r["runtime"] == "OpenVINO FP32":
                 add(f"deploy.{r['model']}.fp32_parity_max_abs_logit_diff", r["max_abs_logit_diff"], None, "06_deploy", f)
+    return out
+
+
+def choices(run: Path) -> dict[str, str]:
+    """What each stage chose on validation (best row, temperature, student, vote), read from its saved files."""
+    run, out = Path(run), {}
+    if (f := run / "03_kd" / "students" / "index.json").is_file():
+        index = read_json(f)
+        out["kd.best_student"] = str(index.get("best"))
+        for entry in index.get("checkpoints", {}).values():
+            if entry.get("method") == "KD":
+                out[f"kd.{entry['model']}.temperature"] = f"{entry['temperature']:g}"
+    if (f := run / "04_seg" / "models" / "index.json").is_file():
+        index = read_json(f)
+        out |= {f"seg.{arch}.best_row": str(row) for arch, row in index.get("best_rows", {}).items()}
+        out["seg.best_model"] = str(index.get("best"))
+    if (f := run / "05_ensemble" / "summary.json").is_file():
+        summary = read_json(f)
+        for verdict in summary.get("segmentation") or []:
+            out["ens.seg.best_member"] = str(verdict.get("best_member"))
+        if summary.get("segmentation"):
+            out["ens.seg.best_vote"] = str(summary["segmentation"][0].get("ensemble"))
+        if cls := summary.get("classification"):
+            out["ens.cls.best_member"], out["ens.cls.best_vote"] = str(cls["best_member"]), str(cls["best_vote"])
     return out
 
 
@@ -102,7 +140,7 @@ def tolerances(metrics: dict[str, dict]) -> dict[str, float]:
         if name.endswith("parity_max_abs_logit_diff"):
             out[name] = PARITY_TOLERANCE
         else:
-            out[name] = max(FLOOR, 2 * (m["std"] if m["std"] is not None else stage_std[m["stage"]]))
+            out[name] = max(FLOOR, 2 * max(m["std"] or 0.0, stage_std[m["stage"]]))
     return out
 
 
@@ -116,16 +154,22 @@ def make_reference(run: Path, profile: str) -> dict:
     tol = tolerances(metrics)
     return {"profile": profile, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "from_run": {"git": manifest.get("git"), "data": manifest.get("data", {}).get("fingerprint"),
-                         "environment": {k: manifest.get("environment", {}).get(k) for k in ("platform", "cpu", "cpu_count", "gpu")}},
-            "tolerance_rule": RULE,
+                         "environment": {k: manifest.get("environment", {}).get(k) for k in ("platform", "cpu", "cpu_count", "gpu")},
+                         "numerics": manifest.get("numerics")},
+            "tolerance_rule": RULE, "choices": choices(run),
             "metrics": {n: {"value": m["value"], "tolerance": tol[n], "seed_std": m["std"], "source": m["source"]}
                         for n, m in sorted(metrics.items())}}
 
 
 def verify(run: Path, reference: dict) -> pd.DataFrame:
-    """One row per reference metric: reference, measured, |difference|, tolerance, OK / FAIL / MISSING."""
+    """One row per reference metric (OK / FAIL / MISSING) and per choice made on validation (SAME / CHOICE DIFFERS)."""
     measured = collect(run)
     rows = []
+    found = choices(run)
+    for name, ref in reference.get("choices", {}).items():
+        got = found.get(name)
+        rows.append({"metric": f"choice {name}", "reference": ref, "measured": got, "difference": np.nan,
+                     "tolerance": np.nan, "status": "SAME" if got == ref else "CHOICE DIFFERS"})
     for name, ref in reference["metrics"].items():
         got = measured.get(name, {}).get("value")
         if got is None:
@@ -136,6 +180,34 @@ def verify(run: Path, reference: dict) -> pd.DataFrame:
         rows.append({"metric": name, "reference": ref["value"], "measured": got, "difference": diff,
                      "tolerance": ref["tolerance"], "status": status})
     return pd.DataFrame(rows)
+
+
+STATUSES = ("OK", "FAIL", "MISSING", "SAME", "CHOICE DIFFERS")
+
+
+def verdict_line(table: pd.DataFrame) -> str:
+    """'90 OK, 0 FAIL, 0 MISSING; 85 identical; choices: 7 SAME, 0 CHOICE DIFFERS'."""
+    counts = table["status"].value_counts().to_dict()
+    metrics = table[table["status"].isin(("OK", "FAIL"))]
+    identical = int((metrics["difference"] == 0).sum())
+    return (", ".join(f"{counts.get(k, 0)} {k}" for k in ("OK", "FAIL", "MISSING")) + f"; {identical} of {len(metrics)} "
+            "measured metrics identical to the reference; choices made on validation: "
+            + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("SAME", "CHOICE DIFFERS")))
+
+
+def code_paths(run_numerics: dict | None, reference_numerics: dict | None) -> str:
+    """One line: the numeric code path of the run and of the reference, and whether identity can be expected."""
+    def show(n: dict | None) -> str:
+        if not n:
+            return "not recorded"
+        pins = " ".join(f"{k}={v}" for k, v in sorted((n.get("variables") or {}).items()) if k != "COURSE_NUMERICS")
+        isa = "AVX-512" if "avx512f" in (n.get("cpu_flags") or []) else "AVX2" if "avx2" in (n.get("cpu_flags") or []) else "?"
+        return f"{n.get('mode')}, {n.get('threads')} threads, CPU with {isa}" + (f" ({pins})" if pins else "")
+    same = bool(run_numerics and reference_numerics and run_numerics.get("mode") == reference_numerics.get("mode") == "pinned"
+                and run_numerics.get("threads") == reference_numerics.get("threads"))
+    return (f"code path of this run: {show(run_numerics)}; of the reference: {show(reference_numerics)} -> "
+            + ("both pinned alike: identical metrics expected" if same else
+               "not the same pinned path: differences within the tolerances are expected"))
 
 
 
@@ -224,12 +296,12 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
         parts += [f"![{stage} {fig}]({stage}/{fig})" for fig in figures if (folder / fig).is_file()] + [""]
     if reference is not None:
         table = verify(run, reference)
-        counts = table["status"].value_counts().to_dict()
         parts += ["## Check against the reference", "",
-                  f"{len(table)} reference metrics ({reference['profile']} profile; tolerance rule: "
-                  f"{reference['tolerance_rule']}): " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("OK", "FAIL", "MISSING"))
-                  + ".", ""]
-        off = table[table["status"] != "OK"]
+                  f"{len(reference['metrics'])} reference metrics and {len(reference.get('choices', {}))} choices "
+                  f"({reference['profile']} profile; tolerance rule: {reference['tolerance_rule']}): "
+                  f"{verdict_line(table)}.", "",
+                  code_paths(manifest.get("numerics"), (reference.get("from_run") or {}).get("numerics")) + ".", ""]
+        off = table[~table["status"].isin(("OK", "SAME"))]
         if len(off):
             parts += [off.round(4).to_markdown(index=False), ""]
     parts += ["## Run manifest", "", manifest_section(manifest) if manifest else "*No manifest.json in this folder.*", ""]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import incremental, paths
+from . import incremental, numerics, paths
 from .artifacts import read_json, write_json, write_text
 from .profiles import get_profile
 from .provenance import environment, git_state, package_versions
@@ -67,6 +67,25 @@ def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSp
     if unknown:
         raise SystemExit(f"error: no notebook matches {', '.join(unknown)}; notebooks: {', '.join(s.name for s in specs)}")
     return chosen
+
+
+def upstream_of(specs: list[NotebookSpec], chosen: list[NotebookSpec]) -> dict[str, str]:
+    """Notebooks not chosen whose outputs the chosen ones read (transitively): name -> the chosen notebook needing it.
+
+    A selection must never be computed from an upstream notebook whose own
+    inputs changed (another data folder, other parameters or code): these are
+    checked like the chosen ones, and run when out of date.
+    """
+    by_name = {s.name: s for s in specs}
+    needed: dict[str, str] = {}
+    todo = [(s, s.name) for s in chosen]
+    while todo:
+        spec, origin = todo.pop()
+        for name in dict.fromkeys([*spec.depends_on, *spec.reads]):
+            if name in by_name and name not in needed and by_name[name] not in chosen:
+                needed[name] = origin
+                todo.append((by_name[name], origin))
+    return needed
 
 
 def kernel_name() -> str:
@@ -134,7 +153,7 @@ def _write_manifest(path: Path, prof, started: str, entries: dict, specs: list[N
     manifest = {
         "profile": prof.name, "profile_settings": prof.to_dict(), "seed": prof.seed, "started": started,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds") if finished else None, "git": git_state(),
-        "environment": environment(),
+        "environment": environment(), "numerics": numerics.describe(),
         "data": {k: data.get(k) for k in ("origin", "description", "data_root", "fingerprint", "split_source", "counts")},
         "notebooks": [entries[s.name] for s in specs if s.name in entries],
     }
@@ -153,7 +172,7 @@ def describe(entry: dict) -> str:
 
 def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None = None, reports_root: str = "",
                skip_bad: bool = False, notebooks: Path | None = None, force: bool = False,
-               package: Path | None = None) -> int:
+               package: Path | None = None, numerics_mode: str = "pinned") -> int:
     """Run the out-of-date notebooks among those selected; return the process exit code.
 
     `package` is the folder whose modules count as the notebooks' code (the
@@ -168,8 +187,11 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
     elif prof.expects_real_data:
         print(f"warning: profile {profile!r} is meant for real data (--data-root); running on the embedded "
               "synthetic data at full size, which is slow on CPU", file=sys.stderr)
+    numerics.apply(numerics_mode, prof.threads)  # the kernels this run starts inherit it
     specs = discover(notebooks)
     chosen = select(specs, only)
+    needed = upstream_of(specs, chosen)
+    considered = [s for s in specs if s in chosen or s.name in needed]
     run = paths.run_dir(profile, reports_root)
     run.parent.mkdir(parents=True, exist_ok=True)
     with incremental.locked(run):
@@ -184,7 +206,9 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         git = git_state()
         this_run = {"started": started, "commit": git["commit"], "dirty": git["dirty"]}
-        libraries = {"python": sys.version.split()[0], **package_versions()}
+        path = numerics.describe()
+        libraries = {"python": sys.version.split()[0], **package_versions(),
+                     "numerics": f"{path['mode']}, {path['threads']} threads, " + " ".join(f"{k}={v}" for k, v in sorted(path["variables"].items()))}
         digests, failed, executed = incremental.Digests(), set(), []
         by_name = {s.name: s for s in specs}
 
@@ -195,7 +219,7 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
             return now, incremental.stale_reasons(entries.get(spec.name), now, digests.tree(work, spec.outputs))
 
         try:
-            for spec in chosen:
+            for spec in considered:
                 blocked = [d for d in spec.depends_on if d in failed]
                 if blocked:
                     print(f"\n=== {spec.name} === skipped: upstream {', '.join(blocked)} failed", file=sys.stderr)
@@ -214,11 +238,15 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
                 params = declared_parameters(spec, prof.params_for(spec.name, data_root=data_root,
                                                                    reports_root=reports_root) | {"skip_bad": skip_bad})
                 now, reasons = check(spec, params)
-                if not reasons and not force:
+                forced = force and spec in chosen
+                if not reasons and not forced:
                     entries[spec.name] = entries[spec.name] | {"up_to_date": True}
                     print(f"=== {spec.name} === {describe(entries[spec.name])}", flush=True)
                     continue
-                print(f"\n=== {spec.name} === runs: {'forced (--force)' if force else '; '.join(reasons)}", flush=True)
+                why = "forced (--force)" if forced else "; ".join(reasons)
+                if spec.name in needed:
+                    why = f"not selected, but {needed[spec.name]} reads its outputs and it is out of date: {why}"
+                print(f"\n=== {spec.name} === runs: {why}", flush=True)
                 work = incremental.begin(run)
                 incremental.clear(work, spec.owned())
                 entries[spec.name] = {"name": spec.name, "status": "running", "ran": this_run}  # a kill leaves this mark
@@ -251,7 +279,7 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
                   "them, re-running only what failed or changed.", file=sys.stderr)
             return 1
         incremental.promote(work, run)
-        stale = [s.name for s in specs if s not in chosen and s.name in entries and entries[s.name].get("status") == "ok"
+        stale = [s.name for s in specs if s not in considered and s.name in entries and entries[s.name].get("status") == "ok"
                  and any(r in executed for r in s.reads)]
         if stale:
             print(f"note: not selected but reading what this run changed, so now out of date: {', '.join(stale)} "

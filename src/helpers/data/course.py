@@ -23,7 +23,7 @@ from .. import paths
 from ..artifacts import read_json, write_csv, write_json
 from ..profiles import get_profile
 from . import synthetic
-from .images import ImageCache
+from .images import IMAGE_EXTENSIONS, ImageCache
 from .layouts import (SKIP_HINT, BadFile, DataError, LoadedSet, Sample, load_samples, scan_classification,
                       scan_image_folder, scan_segmentation)
 from .splits import find_split_lists, read_split_lists, splits_from_lists, stratified_splits
@@ -49,7 +49,7 @@ class DataSources:
 
 
 def _has_images(folder: Path) -> bool:
-    return any(p.suffix.lower() in {".jpg", ".jpeg", ".png"} for p in folder.iterdir() if p.is_file())
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
 
 
 def detect_sources(root: Path) -> DataSources:
@@ -138,9 +138,11 @@ def _split_rows(task: str, loaded: LoadedSet, task_root: Path, strata: list[str]
     else:
         split = stratified_splits(strata, val_fraction, test_fraction, seed)
         source = f"seeded stratified split (seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
+    infos = loaded.mask_info or [{}] * len(loaded.samples)
     rows = [{"task": task, "file": _rel(s.image, task_root), "mask": _rel(s.mask, task_root) if s.mask else "",
-             "label": s.label or "", "split": sp, "stratum": st, "sha256": h}
-            for s, sp, st, h in zip(loaded.samples, split, strata, loaded.sha256)]
+             "label": s.label or "", "split": sp, "stratum": st, "sha256": h,
+             "mask_colours": ";".join(f"{k}:{v}" for k, v in info.get("colour_classes", {}).items())}
+            for s, sp, st, h, info in zip(loaded.samples, split, strata, loaded.sha256, infos)]
     return rows, source, problems
 
 
@@ -208,7 +210,7 @@ def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path =
                                                               prof.val_fraction, prof.test_fraction, seed)
         rows += task_rows
         bad += problems
-    table = pd.DataFrame(rows, columns=["task", "file", "mask", "label", "split", "stratum", "sha256"])
+    table = pd.DataFrame(rows, columns=["task", "file", "mask", "label", "split", "stratum", "sha256", "mask_colours"])
     table = table[table["split"] != "unlisted"].reset_index(drop=True)
     counts = {task: {str(k): int(v) for k, v in grp.groupby("split").size().items()}
               for task, grp in table.groupby("task")}
@@ -222,6 +224,7 @@ def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path =
         "classes": found_classes, "counts": counts, "class_counts": label_counts, "split_source": split_source,
         "fingerprint": fingerprint(table), "generator": sources.generator, "skip_bad": skip_bad,
         "bad_files": [{"path": b.path, "problem": b.problem} for b in bad],
+        "masks": mask_summary(sets), "warnings": mask_warnings(sets),
     }
     out = paths.data_report_dir(profile, reports_root)
     write_csv(out / "splits.csv", table)
@@ -230,18 +233,51 @@ def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path =
     return PreparedData(sources, table, sets, found_classes, bad, report)
 
 
+def mask_summary(sets: dict[str, LoadedSet]) -> dict:
+    """How the masks were encoded, and the colour classes of colour-coded ones (e.g. red / green polyps)."""
+    encodings: dict[str, int] = {}
+    classes: dict[str, dict[str, int]] = {}
+    for loaded in sets.values():
+        for info in loaded.mask_info:
+            if not info:
+                continue
+            encodings[info["encoding"]] = encodings.get(info["encoding"], 0) + 1
+            for name, pixels in info.get("colour_classes", {}).items():
+                entry = classes.setdefault(name, {"masks": 0, "pixels": 0})
+                entry["masks"] += 1
+                entry["pixels"] += pixels
+    return {"encodings": encodings, "colour_classes": classes}
+
+
+def mask_warnings(sets: dict[str, LoadedSet]) -> list[dict]:
+    """Masks whose polyp pixels were lost (drawn but not decoded as polyp, or vanished when resized)."""
+    return [{"path": str(s.mask), "problem": info["warning"]} for loaded in sets.values()
+            for s, info in zip(loaded.samples, loaded.mask_info) if info.get("warning")]
+
+
 def provenance(report: dict, split: str) -> str:
     """One line every table and figure carries: which data, split, seed and profile made it."""
     return (f"Data: {report['description']} (fingerprint {report['fingerprint'][:12]}) · split: {split} · "
             f"seed {report['seed']} · profile {report['profile']} · image size {report['image_size']} px")
 
 
-def read_data_report(profile: str, reports_root: str | Path = "") -> dict:
-    """The data report notebook 00 wrote; a clear error if it has not run."""
+def read_data_report(profile: str, reports_root: str | Path = "", data_root: str | Path | None = None) -> dict:
+    """The data report notebook 00 wrote; a clear error if it has not run, or ran on other data.
+
+    `data_root` is the data the calling notebook was asked to use ("" = the
+    embedded data): a report about other data must never be reported on.
+    """
     path = paths.data_report_dir(profile, reports_root) / "data_report.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run notebook 00_data first (./run_all.sh --only 00_data)")
-    return read_json(path)
+    report = read_json(path)
+    if data_root is not None:
+        wanted = str(Path(data_root).expanduser().resolve()) if str(data_root) else "the embedded synthetic data"
+        found = report["data_root"] if report["origin"] == "real" else "the embedded synthetic data"
+        if wanted != found:
+            raise DataError(path, [BadFile(str(path), f"describes {found}, but this notebook was asked for {wanted}")],
+                            "Run notebook 00_data with the same data_root first (./run_all.sh --data-root ... runs it).")
+    return report
 
 
 def load_split(task: str, split: str | list[str] | None, profile: str, reports_root: str | Path = "",

@@ -15,12 +15,14 @@ here ever writes to the user's folders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .images import IMAGE_EXTENSIONS, Decoded, ImageCache, ImageProblem, decode_many
+
+EXTENSION_NAMES = sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS)
 
 
 @dataclass(frozen=True)
@@ -112,16 +114,35 @@ def scan_segmentation(root: Path) -> tuple[list[Sample], list[BadFile]]:
     _require_dir(root, "segmentation folder")
     _require_dir(root / "images", "images/ folder")
     _require_dir(root / "masks", "masks/ folder")
-    images = {p.stem: p for p in sorted((root / "images").iterdir()) if _visible(p) and p.is_file()}
-    masks = {p.stem: p for p in sorted((root / "masks").iterdir()) if _visible(p) and p.is_file()}
-    bad = [BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})")
-           for p in [*images.values(), *masks.values()] if not _is_image(p)]
-    images = {k: p for k, p in images.items() if _is_image(p)}
-    masks = {k: p for k, p in masks.items() if _is_image(p)}
-    bad += [BadFile(str(p), f"image has no mask (expected masks/{k}.<jpg|png>)") for k, p in images.items() if k not in masks]
-    bad += [BadFile(str(p), f"mask has no image (expected images/{k}.<jpg|png>)") for k, p in masks.items() if k not in images]
+    bad: list[BadFile] = []
+    images = _by_stem(root / "images", bad)
+    masks = _by_stem(root / "masks", bad)
+    bad += [BadFile(str(p), f"image has no mask (expected masks/{k}.<{'|'.join(EXTENSION_NAMES)}>)")
+            for k, p in images.items() if k not in masks]
+    bad += [BadFile(str(p), f"mask has no image (expected images/{k}.<{'|'.join(EXTENSION_NAMES)}>)")
+            for k, p in masks.items() if k not in images]
     samples = [Sample(p, None, masks[k]) for k, p in images.items() if k in masks]
     return samples, bad
+
+
+def _by_stem(folder: Path, bad: list[BadFile]) -> dict[str, Path]:
+    """Image files of `folder` by name without extension; non-images and names used twice are problems.
+
+    `x.jpg` and `x.png` side by side cannot be told apart by their mask
+    `masks/x.*`, so neither is paired rather than guessing.
+    """
+    files = [p for p in sorted(folder.iterdir()) if _visible(p) and p.is_file()]
+    bad += [BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})") for p in files if not _is_image(p)]
+    by_stem: dict[str, list[Path]] = {}
+    for p in files:
+        if _is_image(p):
+            by_stem.setdefault(p.stem, []).append(p)
+    for stem, group in by_stem.items():
+        if len(group) > 1:
+            names = ", ".join(p.name for p in group)
+            bad += [BadFile(str(p), f"{len(group)} files share the name {stem!r} ({names}): cannot tell which one "
+                                    "its mask/image belongs to; rename or remove all but one") for p in group]
+    return {stem: group[0] for stem, group in by_stem.items() if len(group) == 1}
 
 
 def scan_image_folder(root: Path) -> tuple[list[Sample], list[BadFile]]:
@@ -142,6 +163,7 @@ class LoadedSet:
     masks: np.ndarray | None  # N x S x S uint8 {0,1}; all-zero where a sample has no mask
     orig_sizes: np.ndarray  # N x 2 (width, height) of the files
     sha256: list[str]  # of each image file
+    mask_info: list[dict] = field(default_factory=list)  # per sample: encoding, polyp pixels, colour classes, warning
 
     @property
     def labels(self) -> list[str | None]:
@@ -185,4 +207,5 @@ def load_samples(samples: list[Sample], image_size: int, cache: ImageCache,
         if masks is not None and isinstance(m, Decoded):
             masks[row] = m.pixels
     kept = [samples[i] for i in keep]
-    return LoadedSet(kept, images, masks, orig, [decoded[i].sha256 for i in keep]), bad  # type: ignore[union-attr]
+    info = [getattr(mask_dec.get(i), "info", {}) for i in keep]
+    return LoadedSet(kept, images, masks, orig, [decoded[i].sha256 for i in keep], info), bad  # type: ignore[union-attr]

@@ -1,0 +1,72 @@
+"""One numeric code path for course runs, so that a metric does not depend on which CPU computed it.
+
+PyTorch's CPU kernels (oneDNN) pick their instructions from the CPU they run on
+(AVX-512 here, AVX2 on many laptops) and split work over however many threads
+there are. Both change the order of floating-point sums; training amplifies
+the last-bit differences, and a U-Net trained for 4 epochs ended 0.016 Dice
+apart on one machine with and without AVX-512. A course run therefore pins:
+
+* oneDNN's instruction set to AVX2 (`ONEDNN_MAX_CPU_ISA`), which every x86-64
+  CPU of the last decade has; OpenVINO's CPU plugin reads it too;
+* MKL's conditional numerical reproducibility to its AVX2 branch (`MKL_CBWR`);
+* the number of threads (the profile's `threads`), for PyTorch, OpenMP and MKL.
+
+`benchmarks/numerics_cost.py` measures what this costs and shows that the
+result no longer moves when the other libraries' instruction sets change.
+`native` leaves every library to choose (faster; results then differ by CPU
+within the tolerances `helpers.report` states). What is in effect is recorded
+in every run manifest, and `verify` says when a reference was made otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+
+MODES = ("pinned", "native")
+PINNED_ISA = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "COURSE_THREADS")
+RECORDED = (*PINNED_ISA, *THREAD_VARIABLES, "COURSE_NUMERICS", "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES")
+
+
+def environment(mode: str, threads: int | None) -> dict[str, str]:
+    """Environment variables that put a notebook kernel on the `mode` code path (set before torch loads)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown numerics mode {mode!r}; choose one of {', '.join(MODES)}")
+    env = {"COURSE_NUMERICS": mode}
+    if mode == "pinned":
+        env |= PINNED_ISA
+        if threads:
+            env |= {name: str(threads) for name in THREAD_VARIABLES}
+    return env
+
+
+def apply(mode: str, threads: int | None) -> dict[str, str]:
+    """Set `environment(mode, threads)` in this process (inherited by the kernels it starts); drops stale pins."""
+    env = environment(mode, threads)
+    for name in (*PINNED_ISA, *THREAD_VARIABLES):
+        if name not in env and os.environ.get("COURSE_NUMERICS") == "pinned":
+            os.environ.pop(name, None)  # left over from a pinned parent: not ours to keep in native mode
+    os.environ.update(env)
+    return env
+
+
+def threads() -> int:
+    """CPU threads a notebook uses: the pinned count of a course run, else every core."""
+    return int(os.environ.get("COURSE_THREADS") or os.cpu_count() or 1)
+
+
+def cpu_flags() -> list[str]:
+    """The vector instruction sets this CPU offers (x86 Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return sorted({f for f in flags if f.startswith(("avx", "amx", "fma", "sse4"))})
+
+
+def describe() -> dict:
+    """What code path this process computes on: the recorded variables, threads and CPU instruction sets."""
+    return {"mode": os.environ.get("COURSE_NUMERICS", "native"), "threads": threads(),
+            "variables": {name: os.environ[name] for name in RECORDED if name in os.environ},
+            "cpu_flags": cpu_flags()}
