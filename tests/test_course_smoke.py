@@ -11,7 +11,7 @@ from conftest import SHARED_KVASIR_SEG
 
 
 @pytest.mark.notebooks
-def test_all_notebooks_run_in_smoke_profile(tmp_path):
+def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
     reports = tmp_path / "reports"
     assert run_course("smoke", reports_root=str(reports)) == 0
     run = reports / "smoke"
@@ -71,6 +71,27 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert run_course("smoke", reports_root=str(reports)) == 0
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    # CI's reproducibility check: this run against the committed smoke reference, every metric and choice
+    from helpers import paths, report
+
+    checked = report.verify(run, json.loads(paths.reference_file("smoke").read_text()))
+    assert set(checked["status"]) <= {"OK", "SAME"}, checked[~checked["status"].isin(["OK", "SAME"])].to_string()
+    assert manifest["numerics"]["mode"] == "pinned" and manifest["numerics"]["threads"] == 2
+    assert manifest["numerics"]["variables"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    # another CPU code path: MKL and NumPy capped at AVX2 as on a CPU without AVX-512. Under the course's pin
+    # (oneDNN at AVX2, 2 threads) a reference made there verifies this run with every metric identical.
+    from helpers import numerics
+
+    for name, value in numerics.AVX2_ONLY.items():
+        monkeypatch.setenv(name, value)
+    assert run_course("smoke", reports_root=str(tmp_path / "avx2-only")) == 0
+    reference = report.make_reference(tmp_path / "avx2-only" / "smoke", "smoke")
+    assert reference["from_run"]["numerics"]["variables"]["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+    checked = report.verify(run, reference)
+    metrics = checked[checked["status"].isin(["OK", "FAIL"])]
+    assert len(metrics) == len(reference["metrics"]) > 50
+    assert (metrics["difference"] == 0).all(), metrics[metrics["difference"] != 0].to_string()
+    assert set(checked["status"]) <= {"OK", "SAME"}
 
 
 def _check_kd_outputs(kd):

@@ -1,5 +1,6 @@
 """The lock file is the one source of pins; environment.yml must mirror it."""
 
+import os
 import re
 
 import yaml
@@ -37,3 +38,21 @@ def test_every_top_level_dependency_is_pinned():
         name = re.split(r"[=<>!]", line)[0].lower().replace("_", "-")
         assert name in pins, f"{name} from requirements.in is missing in requirements.lock"
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+def test_artifacts_are_readable_like_ordinary_files(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.artifacts import save_figure, write_json
+
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "a.json", {"x": 1})
+        save_figure(plt.figure(), tmp_path, "fig")
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert oct((tmp_path / "fig.png").stat().st_mode & 0o777) == oct(0o644)

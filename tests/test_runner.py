@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers.runner import NotebookSpec, run_course, select
+from helpers.runner import NotebookSpec, run_course, select, upstream_of
 
 
 def make_notebook(folder, name, source, depends_on=(), requires=()):
@@ -73,3 +73,82 @@ def test_notebook_whose_data_task_is_absent_is_not_applicable(tmp_path, capsys):
     assert "03_needs_labels === not applicable: the data has no classification layout" in capsys.readouterr().err
     manifest = json.loads((tmp_path / "reports" / "smoke" / "manifest.json").read_text())
     assert manifest["notebooks"][0]["status"] == "not applicable"
+
+
+def test_upstream_of_follows_reads_transitively():
+    specs = [NotebookSpec("00_data", None), NotebookSpec("01_eda", None, ["00_data"]),
+             NotebookSpec("02_ssl", None, ["00_data"]), NotebookSpec("07_report", None, reads=["01_eda", "02_ssl"])]
+    assert upstream_of(specs, [specs[1]]) == {"00_data": "01_eda"}
+    assert upstream_of(specs, [specs[3]]) == {"01_eda": "07_report", "02_ssl": "07_report", "00_data": "07_report"}
+    assert upstream_of(specs, specs[:2]) == {}
+
+
+def _new_polyp_folder(root, bad=True):
+    """Kvasir-SEG layout from hand-made frames (upper-case .JPEG), plus the bad files of the trust issue."""
+    import numpy as np
+    from PIL import Image
+
+    from helpers.data import render_frame
+
+    rng = np.random.default_rng(3)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(10):
+        frame = render_frame(rng, 96, 112, n_polyps=1)
+        Image.fromarray(frame.image).save(root / "images" / f"p{i}.JPEG", quality=90)
+        Image.fromarray(frame.mask * 255).save(root / "masks" / f"p{i}.png")
+    if bad:
+        good = (root / "images" / "p0.JPEG").read_bytes()
+        (root / "images" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+        (root / "masks" / "truncated.png").write_bytes((root / "masks" / "p0.png").read_bytes())
+        (root / "images" / "notes.jpg").write_text("not an image")
+        (root / "masks" / "notes.png").write_bytes((root / "masks" / "p0.png").read_bytes())
+        (root / "images" / "lonely.jpg").write_bytes(good)
+    return root
+
+
+@pytest.mark.notebooks
+def test_only_01_with_new_data_runs_00_first_and_reports_the_new_data(tmp_path, capsys):
+    """The trust issue's case 1: `--only 01 --data-root DIR` after a run on other data."""
+    from conftest import snapshot
+
+    reports = str(tmp_path / "reports")
+    assert run_course("smoke", reports_root=reports, only=["00", "01"]) == 0
+    eda = tmp_path / "reports" / "smoke" / "01_eda" / "eda_summary.json"
+    assert "synthetic" in json.loads(eda.read_text())["provenance"]
+    before = eda.read_bytes()
+    folder = _new_polyp_folder(tmp_path / "hospital-b")
+    untouched = snapshot(folder)
+    capsys.readouterr()
+    assert run_course("smoke", data_root=str(folder), reports_root=reports, only=["01"]) == 1  # bad files: refuses
+    out, err = capsys.readouterr()
+    assert "=== 00_data === runs: not selected, but 01_eda reads its outputs and it is out of date" in out
+    for name in ("truncated.jpg", "notes.jpg", "lonely.jpg"):
+        assert name in err, name  # every bad file is named
+    assert "01_eda === skipped: upstream 00_data failed" in err
+    assert eda.read_bytes() == before  # the last good report is untouched, never relabelled
+    assert run_course("smoke", data_root=str(folder), reports_root=reports, only=["01"], skip_bad=True) == 0
+    summary = json.loads(eda.read_text())
+    assert f"real data in {folder}" in summary["provenance"] and summary["class_counts"] is None
+    report = json.loads((tmp_path / "reports" / "smoke" / "data" / "data_report.json").read_text())
+    assert sum(report["counts"]["segmentation"].values()) == 10
+    assert {b["path"].rsplit("/", 1)[-1] for b in report["bad_files"]} >= {"truncated.jpg", "notes.jpg", "lonely.jpg"}
+    manifest = json.loads((tmp_path / "reports" / "smoke" / "manifest.json").read_text())
+    assert manifest["data"]["data_root"] == str(folder) and manifest["numerics"]["mode"] == "pinned"
+    assert snapshot(folder) == untouched
+
+
+def test_a_notebook_refuses_a_data_report_about_other_data(tmp_path):
+    from helpers.data import DataError, read_data_report
+
+    path = tmp_path / "smoke" / "data" / "data_report.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"origin": "synthetic", "data_root": "/x/synthetic"}))
+    assert read_data_report("smoke", tmp_path, "")["origin"] == "synthetic"
+    assert read_data_report("smoke", tmp_path)["origin"] == "synthetic"  # no expectation: no check
+    with pytest.raises(DataError, match=r"describes the embedded synthetic data, but this notebook was asked for /elsewhere"):
+        read_data_report("smoke", tmp_path, "/elsewhere")
+    path.write_text(json.dumps({"origin": "real", "data_root": str(tmp_path)}))
+    assert read_data_report("smoke", tmp_path, str(tmp_path))["origin"] == "real"
+    with pytest.raises(DataError, match="asked for the embedded synthetic data"):
+        read_data_report("smoke", tmp_path, "")

@@ -11,6 +11,13 @@ from typing import Any
 import pandas as pd
 
 
+def readable(tmp: str | Path) -> None:
+    """Give a temporary file the mode of an ordinary new file (0644 under the usual umask), not mkstemp's 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
 def write_text(path: Path, text: str) -> Path:
     """Write via a temporary file in the same folder, then rename (atomic on POSIX)."""
     path = Path(path)
@@ -19,6 +26,7 @@ def write_text(path: Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,6 +58,7 @@ def save_figure(fig: Any, folder: Path, name: str, dpi: int = 110) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -7,12 +7,14 @@ the last-bit differences, and a U-Net trained for 4 epochs ended 0.016 Dice
 apart on one machine with and without AVX-512. A course run therefore pins:
 
 * oneDNN's instruction set to AVX2 (`ONEDNN_MAX_CPU_ISA`), which every x86-64
-  CPU of the last decade has; OpenVINO's CPU plugin reads it too;
+  CPU of the last decade has (OpenVINO's CPU plugin keeps choosing its own
+  kernels: its outputs did not move with this variable);
 * MKL's conditional numerical reproducibility to its AVX2 branch (`MKL_CBWR`);
 * the number of threads (the profile's `threads`), for PyTorch, OpenMP and MKL.
 
-`benchmarks/numerics_cost.py` measures what this costs and shows that the
-result no longer moves when the other libraries' instruction sets change.
+`benchmarks/numerics_cost.py` measures what this costs (training steps about
+1.3-1.5x slower on an AVX-512 CPU) and shows that the result no longer moves
+when the other libraries' instruction sets change.
 `native` leaves every library to choose (faster; results then differ by CPU
 within the tolerances `helpers.report` states). What is in effect is recorded
 in every run manifest, and `verify` says when a reference was made otherwise.
@@ -25,6 +27,11 @@ import os
 MODES = ("pinned", "native")
 PINNED_ISA = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "COURSE_THREADS")
+# What a CPU without AVX-512 runs, emulated on one that has it (benchmarks and the cross-code-path test).
+AVX2_ONLY = {"MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512VL AVX512BW AVX512DQ AVX512_SKX AVX512_CLX "
+                                         "AVX512_CNL AVX512_ICL AVX512_SPR AVX512VNNI AVX512IFMA AVX512VBMI "
+                                         "AVX512VBMI2 AVX512BITALG AVX512VPOPCNTDQ AVX512BF16 AVX512FP16"}
 RECORDED = (*PINNED_ISA, *THREAD_VARIABLES, "COURSE_NUMERICS", "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES")
 
 

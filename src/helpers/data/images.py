@@ -129,7 +129,8 @@ def mask_foreground(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str
         return np.asarray(im, dtype=np.uint8) * 255, None, "1-bit"
     if mode == "P" and "transparency" not in im.info:
         index = np.asarray(im)
-        palette = np.asarray(im.convert("RGB").getpalette()[: 3 * 256], np.uint8).reshape(-1, 3)
+        entries = (im.getpalette() or [])[: 3 * 256]
+        palette = np.asarray(entries + [0] * (3 * 256 - len(entries)), np.uint8).reshape(-1, 3)
         black = np.flatnonzero(palette.max(1) == 0)
         background = black if len(black) else np.array([0])
         polyp = ~np.isin(index, background)
