@@ -7,14 +7,15 @@ fixed batches) for a few steps in fresh processes, one per code path, and
 prints the time per step and a digest of the trained weights:
 
 * `native`: every library picks its fastest instructions (AVX-512 here);
-* `pinned`: what `./run_all.sh` sets (helpers.numerics: oneDNN and MKL at AVX2,
-  fixed threads);
-* `pinned, emulated AVX2-only CPU`: the same, with MKL and NumPy also capped at
-  AVX2, as on a CPU without AVX-512 — the other CPU a reviewer may have;
+* `pinned`: what `./run_all.sh` sets (helpers.numerics: oneDNN, ATen, MKL and
+  NumPy at AVX2, fixed threads);
+* `pinned, emulated AVX2-only CPU`: the same, with MKL's own instruction choice
+  also capped at AVX2, as on a CPU without AVX-512;
 * `pinned, another thread count`: why the thread count is pinned too.
 
-It also runs one OpenVINO INT8-style inference (FP32 IR) under the pin and
-with it capped differently, to say whether OpenVINO follows the pin.
+It also generates a little embedded data under each NumPy dispatch, and runs
+one OpenVINO FP32 inference pinned and native, to say whether OpenVINO
+follows the pin.
 
 Ends with `pinned cost X.XX (pinned / native time per step) · identical
 across instruction sets: yes|no`.
@@ -52,6 +53,18 @@ for i in range(steps + warm):
 ms = (time.perf_counter() - start) / steps * 1e3
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()[:16]
 print(f"{ms:.1f} {digest}")
+'''
+
+GENERATOR = r'''
+import hashlib, sys, tempfile
+from pathlib import Path
+from helpers.data import synthetic
+root = synthetic.generate(Path(tempfile.mkdtemp()) / "d", 12, 12, 12, seed=0, workers=1)
+h = hashlib.sha256()
+for p in sorted(root.rglob("*")):
+    if p.is_file():
+        h.update(p.read_bytes())
+print(h.hexdigest()[:16])
 '''
 
 OPENVINO = r'''
@@ -107,6 +120,9 @@ def main() -> int:
     print(f"{'code path':<34}{'ms/step':>9}  weights digest")
     for name in paths:
         print(f"{name:<34}{min(times[name]):>9.1f}  {digests[name]}")
+    gen_pinned, gen_native = run(GENERATOR, clean_env(pinned)), run(GENERATOR, clean_env(native))
+    print(f"\nembedded data generator (72 files), digest of the bytes: pinned {gen_pinned}, native {gen_native} -> "
+          + ("NumPy's instruction set changes the data" if gen_pinned != gen_native else "the same bytes"))
     ov_pinned = run(OPENVINO, clean_env(pinned))
     ov_native = run(OPENVINO, clean_env(native))
     print(f"\nOpenVINO FP32 U-Net output digest: pinned {ov_pinned}, native {ov_native} -> "
