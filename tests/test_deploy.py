@@ -216,3 +216,21 @@ def test_agreement_counts_flips_that_accuracy_would_hide():
     masks = np.zeros((2, 4, 4), bool)
     masks[0, :2, :2] = True
     assert deploy.agreement(masks, masks, "segmentation") == 1.0  # the empty frame agrees with itself
+
+
+def test_int8_label_is_measured_from_the_graph(exported):
+    """A model is called INT8 only when its convolutions/matmuls really take 8-bit weights and inputs."""
+    import openvino as ov
+
+    _, _, xmls = exported
+    seg = deploy.read_card(xmls["seg"]["INT8"])["quantization"]
+    assert seg["compute_ops"] == 2 and seg["int8_ops"] == 2 and seg["int8_weight_share"] == 1.0
+    assert seg["label"] == "INT8" and deploy.precision_label(deploy.read_card(xmls["seg"]["INT8"])) == "INT8"
+    fp32 = deploy.quantization(ov.Core().read_model(xmls["seg"]["FP32"]))  # what a rolled-back "INT8" IR looks like
+    assert fp32["int8_ops"] == 0 and fp32["label"] == "not INT8 (no op quantized)"
+    assert len(fp32["fp32_ops"]) == 2
+    rolled_back = {"precision": "INT8", "quantization": fp32}
+    assert deploy.precision_label(rolled_back) == "not INT8 (no op quantized)"
+    assert deploy.precision_label({"precision": "FP16"}) == "FP16"
+    table = deploy.quantization_table({"seg": xmls["seg"]})
+    assert list(table["measured precision"]) == ["FP32", "FP16", "INT8"]

@@ -151,3 +151,18 @@ def test_exif_orientation_is_applied_as_viewers_do():
     pixels, orig = decode(data, None, "image")
     assert orig == (20, 40) and pixels.shape == (40, 20, 3)
     assert pixels[:10].mean() > 200 and pixels[-10:].mean() < 50  # the band is now at the top
+
+
+def test_data_command_reports_colour_classes_and_warnings(tmp_path, capsys):
+    from helpers.__main__ import main
+
+    root = tmp_path / "colour-polyps"
+    (root / "masks").mkdir(parents=True)
+    for i in range(6):
+        write_image(root / "images" / f"f{i}.jpeg", size=(W, H))
+        (root / "masks" / f"f{i}.png").write_bytes(colour_coded_red_green()[0])
+    (root / "masks" / "f5.png").write_bytes(_png(Image.fromarray(_box(_canvas(), 90))))  # drawn too dark
+    assert main(["data", "--profile", "smoke", "--data-root", str(root), "--reports-root", str(tmp_path / "r")]) == 0
+    out, err = capsys.readouterr()
+    assert "'colour-coded': 5" in out and "'red': {'masks': 5, 'pixels': 1280}" in out
+    assert "warning:" in err and "f5.png: mask decodes to no polyp although 256 pixel(s) are drawn" in err

@@ -21,7 +21,7 @@ def _data(args: argparse.Namespace) -> int:
 
     try:
         prepared = prepare(args.profile, data_root=args.data_root, reports_root=args.reports_root,
-                           skip_bad=args.skip_bad, force=args.force, numerics_mode=args.numerics)
+                           skip_bad=args.skip_bad)
     except (DataError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -29,6 +29,10 @@ def _data(args: argparse.Namespace) -> int:
     print(f"{r['description']}: {r['counts']}\nsplits: {r['split_source']}\nfingerprint: {r['fingerprint']}")
     for b in r["bad_files"]:
         print(f"left out: {b['path']}: {b['problem']}", file=sys.stderr)
+    for w in r["warnings"]:
+        print(f"warning: {w['path']}: {w['problem']}", file=sys.stderr)
+    print(f"masks: {r['masks']['encodings'] or 'none'}" + (f"; colour classes {r['masks']['colour_classes']}"
+                                                           if r["masks"]["colour_classes"] else ""))
     return 0
 
 

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from ..numerics import PINNED_ISA
+
+NUMPY_PIN = "NPY_DISABLE_CPU_FEATURES"
 from ..progress import progress
 
 GENERATOR_VERSION = 1
@@ -273,7 +279,10 @@ def generate(root: Path, per_class: int, seg_pairs: int, unlabeled: int, seed: i
     `per_class` is the size of the largest class; the others follow `CLASS_SHARE`.
 
     `root` must be a folder this course owns (`paths.synthetic_root`): an
-    existing tree made with other settings is replaced, never merged.
+    existing tree made with other settings is replaced, never merged. The
+    same seed gives the same bytes on every x86-64 CPU: frames are rendered
+    with NumPy pinned to AVX2 (`helpers.numerics`), in a child process when
+    the caller's NumPy is not.
     """
     root = Path(root)
     spec = {"generator_version": GENERATOR_VERSION, "seed": seed, "per_class": per_class, "seg_pairs": seg_pairs,
@@ -285,6 +294,15 @@ def generate(root: Path, per_class: int, seg_pairs: int, unlabeled: int, seed: i
         if not stamp.is_file():
             raise FileExistsError(f"{root} exists but was not made by the generator (no GENERATOR.json); refusing to overwrite it")
         shutil.rmtree(root)
+    if os.environ.get(NUMPY_PIN) != PINNED_ISA[NUMPY_PIN]:
+        # NumPy's AVX-512 exp/sin/cos round differently from its AVX2 ones and changed the bytes: render in a
+        # child process whose NumPy loads with the course's pin, whoever calls (a test, `python -m helpers data`)
+        args = {"root": str(root), "per_class": per_class, "seg_pairs": seg_pairs, "unlabeled": unlabeled, "seed": seed,
+                "min_side": min_side, "max_side": max_side, "workers": workers}
+        child = "import json, sys; from helpers.data.synthetic import generate; generate(**json.loads(sys.argv[1]))"
+        subprocess.run([sys.executable, "-c", child, json.dumps(args)], check=True,
+                       env=os.environ | {NUMPY_PIN: PINNED_ISA[NUMPY_PIN]})
+        return root
     labels = [label for label in CLASSES for _ in range(max(2, round(per_class * CLASS_SHARE[label])))]
     jobs = [_Job("cls", i, seed, min_side, max_side, label) for i, label in enumerate(labels)]
     jobs += [_Job("seg", i, seed, min_side, max_side) for i in range(seg_pairs)]
