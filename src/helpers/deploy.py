@@ -153,20 +153,39 @@ LOW_PRECISION = ("i8", "u8", "i4", "u4")
 INT8_SHARE = 0.9  # "INT8" only when this share of the compute-heavy ops and of their weights is INT8
 
 
-def _source(output) -> object:
-    """The node feeding an input, looking through the reshapes/converts that carry weights or activations."""
+WEIGHT_PATH = ("Convert", "Reshape", "Transpose", "Subtract", "Multiply", "Unsqueeze", "Squeeze")
+# Ops that move quantized values without computing new ones: an input quantized before them stays quantized.
+KEEPS_QUANTIZED = ("Concat", "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Pad", "Interpolate",
+                   "DepthToSpace", "SpaceToDepth", "Split", "VariadicSplit", "StridedSlice", "Relu")
+
+
+def _weights(output) -> object:
+    """The node holding an op's weights, looking through the converts and scales of a dequantization."""
     node = output.get_node()
-    while node.get_type_name() in ("Convert", "Reshape", "Transpose", "Subtract", "Multiply", "Unsqueeze", "Squeeze"):
+    while node.get_type_name() in WEIGHT_PATH:
         node = node.input_value(0).get_node()
     return node
+
+
+def _quantized(output, depth: int = 0) -> bool:
+    """Whether an activation reaches an op on the INT8 grid: from a FakeQuantize, directly or through ops that
+    only move values (a Concat counts when every input does)."""
+    node = output.get_node()
+    kind = node.get_type_name()
+    if kind == "FakeQuantize":
+        return True
+    if kind not in KEEPS_QUANTIZED or depth > 32:
+        return False
+    inputs = range(node.get_input_size()) if kind == "Concat" else [0]
+    return all(_quantized(node.input_value(i), depth + 1) for i in inputs)
 
 
 def quantization(ov_model) -> dict:
     """What of a model really is INT8, read from its graph (not from what was asked for).
 
     A compute-heavy op (convolution, matmul) counts as INT8 when its weights
-    are stored as 8-bit (or lower) integers and its activations pass a
-    FakeQuantize. NNCF's accuracy control reverts ops to FP32; they show up
+    are stored as 8-bit (or lower) integers and its input comes from a
+    FakeQuantize (directly, or through ops that only move values). NNCF's accuracy control reverts ops to FP32; they show up
     here, named. `label` is what tables print.
     """
     ops, int8_ops, fp_ops = 0, 0, []
@@ -174,16 +193,14 @@ def quantization(ov_model) -> dict:
     for node in ov_model.get_ordered_ops():
         if node.get_type_name() not in COMPUTE_OPS or node.get_input_size() < 2:
             continue
-        weight = _source(node.input_value(1))
+        weight = _weights(node.input_value(1))
         if weight.get_type_name() != "Constant":
             continue  # an activation x activation matmul: no weights to quantize
         ops += 1
         size = int(np.prod(list(weight.get_output_shape(0))))
         all_weights += size
         low = weight.get_output_element_type(0).get_type_name() in LOW_PRECISION
-        activation = _source(node.input_value(0)).get_type_name() == "FakeQuantize" or \
-            node.input_value(0).get_node().get_type_name() == "FakeQuantize"
-        if low and activation:
+        if low and _quantized(node.input_value(0)):
             int8_ops += 1
             int8_weights += size
         else:
