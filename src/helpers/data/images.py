@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..progress import progress
 
 Kind = Literal["image", "mask"]
-CACHE_VERSION = 2  # 2: EXIF orientation, every mask encoding, mask info
+CACHE_VERSION = 3  # 2: EXIF orientation, every mask encoding, mask info; 3: encoding names
 ORIENTATION_TAG = 0x0112
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 MASK_THRESHOLD = 128  # Kvasir-SEG masks are JPEG: grey values appear at the edges
@@ -145,7 +145,7 @@ def mask_foreground(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info)
     rgba = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
     colour = rgba[..., :3].astype(np.uint16)
-    encoding = "grey" if mode in ("L", "LA") else "colour"
+    encoding = "grey" if mode in ("L", "LA") else f"grey stored as {mode}"  # colour-coded: decided below
     if has_alpha:
         alpha = rgba[..., 3].astype(np.uint16)
         if alpha.min() != alpha.max() and colour.min() == colour.max():
