@@ -182,9 +182,9 @@ def test_predictor_segments_at_the_files_resolution(exported, tmp_path):
     Image.fromarray(_frames(1)[0]).resize((70, 50)).save(tmp_path / "in" / "frame.png")
     assert main(["predict", "--model", str(xmls["seg"]["FP32"]), "--input", str(tmp_path / "in" / "frame.png"),
                  "--out", str(tmp_path / "out")]) == 0
-    mask = np.asarray(Image.open(tmp_path / "out" / "mask" / "frame_png.png"))
+    mask = np.asarray(Image.open(tmp_path / "out" / "mask" / "frame.png.png"))
     assert mask.shape == (50, 70) and set(np.unique(mask)) <= {0, 255}
-    assert Image.open(tmp_path / "out" / "overlay" / "frame_png.png").size == (70, 50)
+    assert Image.open(tmp_path / "out" / "overlay" / "frame.png.png").size == (70, 50)
 
 
 def test_predictor_refuses_a_model_without_its_card_or_missing_input(exported, tmp_path, capsys):
@@ -234,3 +234,122 @@ def test_int8_label_is_measured_from_the_graph(exported):
     assert deploy.precision_label({"precision": "FP16"}) == "FP16"
     table = deploy.quantization_table({"seg": xmls["seg"]})
     assert list(table["measured precision"]) == ["FP32", "FP16", "INT8"]
+
+
+# Hostile files (issue 17): nothing silently wrong, nothing of the user's overwritten, no traceback.
+
+def _png_header_only(width, height):
+    """A tiny PNG that declares a huge image (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def _predict(xml, folder, out, *extra):
+    return main(["predict", "--model", str(xml), "--input", str(folder), "--out", str(out), *extra])
+
+
+def test_predictor_names_outputs_apart_and_keeps_formulas_out_of_the_csv(exported, tmp_path):
+    import pandas as pd
+
+    from conftest import snapshot
+
+    _, _, xmls = exported
+    folder = tmp_path / "in"
+    image = _good(folder)
+    for name in ("a.b.jpg", "a_b.jpg", "=1+2.jpg"):
+        image.save(folder / name)
+    (folder / "bomb.png").write_bytes(_png_header_only(30000, 30000))
+    before = snapshot(folder)
+    assert _predict(xmls["seg"]["FP32"], folder, tmp_path / "out") == 1  # the bomb is one failed file, not a crash
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False).set_index("file")
+    assert table.loc["a.b.jpg", "mask_png"] != table.loc["a_b.jpg", "mask_png"]
+    assert (tmp_path / "out" / table.loc["a.b.jpg", "mask_png"]).is_file()
+    assert (tmp_path / "out" / table.loc["a_b.jpg", "mask_png"]).is_file()
+    assert "'=1+2.jpg" in table.index  # shown as text by a spreadsheet, not computed
+    assert table.loc["bomb.png", "status"] == "error" and "decompression bomb" in table.loc["bomb.png", "error"]
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("where, message", [
+    ("input", "is inside the input folder"),
+    ("inside", "is inside the input folder"),
+    ("file", "is a file, not a folder"),
+    ("earlier", "holds the results of an earlier run"),
+])
+def test_predictor_refuses_an_out_that_would_overwrite(exported, tmp_path, capsys, where, message):
+    from conftest import snapshot
+
+    _, _, xmls = exported
+    folder = tmp_path / "in"
+    _good(folder)
+    (folder / "predictions.csv").write_text("the user's own file\n")
+    out = {"input": folder, "inside": folder / "results", "file": tmp_path / "out.txt", "earlier": tmp_path / "done"}[where]
+    if where == "file":
+        out.write_text("x")
+    if where == "earlier":
+        assert _predict(xmls["seg"]["FP32"], folder, out) == 0
+    before = snapshot(folder)
+    capsys.readouterr()
+    assert _predict(xmls["seg"]["FP32"], folder, out) == 2
+    assert message in capsys.readouterr().err
+    assert snapshot(folder) == before
+
+
+def test_overwrite_replaces_earlier_results_without_leaving_stale_masks(exported, tmp_path):
+    _, _, xmls = exported
+    folder = tmp_path / "in"
+    _good(folder).save(folder / "second.jpg")
+    out = tmp_path / "out"
+    assert _predict(xmls["seg"]["FP32"], folder, out) == 0
+    (folder / "second.jpg").unlink()
+    assert _predict(xmls["seg"]["FP32"], folder, out, "--overwrite") == 0
+    assert sorted(p.name for p in (out / "mask").iterdir()) == ["good.jpg.png"]
+
+
+def test_predictor_applies_exif_orientation(exported, tmp_path):
+    _, _, xmls = exported
+    (tmp_path / "in").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 60x40, shown 40x60
+    Image.fromarray(_frames(1)[0]).resize((60, 40)).save(tmp_path / "in" / "turned.jpg", exif=exif.tobytes())
+    assert _predict(xmls["seg"]["FP32"], tmp_path / "in", tmp_path / "out") == 0
+    assert Image.open(tmp_path / "out" / "mask" / "turned.jpg.png").size == (40, 60)
+
+
+def _break_card(xml, **changes):
+    import json
+
+    card = json.loads(xml.with_suffix(".json").read_text())
+    xml.with_suffix(".json").write_text(json.dumps(card | changes))
+
+
+@pytest.mark.parametrize("task, changes, message", [
+    ("cls", {"input_size": 64}, "input_size 64 but the IR takes [1, 3, 32, 32]"),
+    ("cls", {"classes": ["a", "b", "c", "d"]}, "4 classes but the IR outputs [1, 3]"),
+    ("cls", {"std": [0, 0, 0]}, "std must be positive"),
+    ("cls", {"task": "segmentation"}, "task segmentation but the IR outputs [1, 3]"),
+    ("seg", {"mean": [0.5]}, "mean must be 3 numbers"),
+    ("cls", "truncated bin", "OpenVINO cannot read this IR"),
+])
+def test_a_card_that_does_not_fit_its_ir_is_a_model_error(exported, tmp_path, capsys, task, changes, message):
+    import shutil
+
+    _, _, xmls = exported
+    source = xmls[task]["FP32"]
+    xml = tmp_path / source.name
+    for suffix in (".xml", ".bin", ".json"):
+        shutil.copy(source.with_suffix(suffix), xml.with_suffix(suffix))
+    if changes == "truncated bin":
+        data = xml.with_suffix(".bin").read_bytes()
+        xml.with_suffix(".bin").write_bytes(data[: len(data) // 3])
+    else:
+        _break_card(xml, **changes)
+    _good(tmp_path / "in")
+    assert _predict(xml, tmp_path / "in", tmp_path / "out") == 2  # before any file is read
+    err = capsys.readouterr().err
+    assert message in err and str(xml.with_suffix(".json" if changes != "truncated bin" else ".xml")) in err
+    assert not (tmp_path / "out").exists()

@@ -36,23 +36,47 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+PREDICTION_OUTPUTS = ("predictions.csv", "mask", "overlay")  # what the predictor writes into --out
+
+
+def _out_problem(out: Path, source: Path, overwrite: bool) -> str:
+    """Why `--out` cannot be written ("" when it can): never among the inputs, never over earlier results unasked."""
+    if out.exists() and not out.is_dir():
+        return "is a file, not a folder"
+    folder = source if source.is_dir() else source.parent
+    if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
+        return f"is inside the input folder {folder}: choose an output folder outside it (your files are never written over)"
+    earlier = [name for name in PREDICTION_OUTPUTS if (out / name).exists()]
+    if earlier and not overwrite:
+        return (f"holds the results of an earlier run ({', '.join(earlier)}): choose another folder, or add --overwrite to "
+                "replace them")
+    return ""
+
+
 def _predict(args: argparse.Namespace) -> int:
+    """Exit codes: 0 every file predicted, 1 some files failed (each named), 2 usage or model error."""
+    import shutil
+
     import pandas as pd
 
     from .artifacts import write_csv
     from .data.images import IMAGE_EXTENSIONS
-    from .deploy import predict_files, read_card
+    from .deploy import check_card, predict_files
 
-    model, source = Path(args.model), Path(args.input)
+    model, source, out = Path(args.model), Path(args.input), Path(args.out)
     try:
         if model.suffix != ".xml" or not model.is_file() or not model.with_suffix(".bin").is_file():
             raise ValueError(f"{model}: expected an OpenVINO IR .xml with its .bin next to it")
-        read_card(model)
+        check_card(model)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+        entries = sorted(p for p in source.iterdir() if not p.name.startswith("."))
+        for p in entries:
+            if p.is_dir():
+                print(f"note: {p}: skipped (a folder; only the files directly in --input are read)", file=sys.stderr)
+        files = [p for p in entries if p.is_file()]
         skipped = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
         files = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         for p in skipped:
@@ -65,9 +89,19 @@ def _predict(args: argparse.Namespace) -> int:
     if not files:
         print(f"error: {source}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})", file=sys.stderr)
         return 2
-    rows, failures = predict_files(model, files, Path(args.out), args.threads, root=source if source.is_dir() else source.parent)
-    write_csv(Path(args.out) / "predictions.csv", pd.DataFrame(rows))
-    print(f"{len(rows) - failures} of {len(rows)} file(s) predicted; results in {Path(args.out) / 'predictions.csv'}")
+    if problem := _out_problem(out, source, args.overwrite):
+        print(f"error: --out {out}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        for name in PREDICTION_OUTPUTS:  # with --overwrite: our own earlier results only, so none is left stale
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        rows, failures = predict_files(model, files, out, args.threads, root=source if source.is_dir() else source.parent)
+        write_csv(out / "predictions.csv", pd.DataFrame(rows))
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(rows) - failures} of {len(rows)} file(s) predicted; results in {out / 'predictions.csv'}")
     if failures:
         print(f"{failures} file(s) failed: see the 'error' column", file=sys.stderr)
     return 1 if failures else 0
@@ -157,11 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     predict = sub.add_parser("predict", help="run a deployed OpenVINO model (notebook 06) on image files",
                              description="Classify or segment images with an OpenVINO IR written by notebook 06. "
                                          "Writes predictions.csv (and mask/overlay PNGs for segmentation) to --out. "
-                                         "Bad files get a per-file error; the exit code is 1 if any file failed.")
+                                         "Bad files get a per-file error. Exit codes: 0 all predicted, 1 some files "
+                                         "failed, 2 usage or model error (e.g. a card that does not fit its IR).")
     predict.add_argument("--model", required=True, metavar="PATH.xml", help="OpenVINO IR with its .bin and .json card")
     predict.add_argument("--input", required=True, metavar="FILE_OR_FOLDER", help="an image, or a folder of images")
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     predict.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: OpenVINO's)")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace the predictions.csv, mask/ and overlay/ of an earlier run in --out")
     predict.set_defaults(func=_predict)
     for name, func, text in (("verify", _verify, "compare a run's headline metrics with the committed reference; exit 1 on "
                                                   "any FAIL or MISSING metric"),

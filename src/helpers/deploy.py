@@ -253,6 +253,43 @@ def read_card(xml: Path) -> dict:
     return meta
 
 
+def check_card(xml: Path) -> dict:
+    """The card, checked against the IR's real input and output shapes before any file is read.
+
+    A card that disagrees with its graph would give tracebacks, or silently
+    wrong columns (4 class names for 3 outputs) or empty masks (std 0): each
+    is a ValueError naming the file and the mismatch, as is an IR OpenVINO
+    cannot read (a truncated .bin).
+    """
+    import openvino as ov
+
+    meta = read_card(xml)
+    where = Path(xml).with_suffix(".json")
+    try:
+        model = ov.Core().read_model(str(xml))
+    except RuntimeError as exc:
+        raise ValueError(f"{xml}: OpenVINO cannot read this IR ({str(exc).strip().splitlines()[0][:200]})") from None
+    shape_in = [int(d) for d in model.input(0).get_partial_shape().to_shape()]
+    shape_out = [int(d) for d in model.output(0).get_partial_shape().to_shape()]
+    size = meta["input_size"]
+    problems = []
+    if shape_in != [1, 3, size, size]:
+        problems.append(f"input_size {size} but the IR takes {shape_in}")
+    if meta["task"] == "classification" and shape_out != [1, len(meta["classes"])]:
+        problems.append(f"{len(meta['classes'])} classes but the IR outputs {shape_out}")
+    if meta["task"] == "segmentation" and shape_out != [1, 1, size, size]:
+        problems.append(f"task segmentation but the IR outputs {shape_out}, not [1, 1, {size}, {size}]")
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not (isinstance(values, list) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)):
+            problems.append(f"{key} must be 3 numbers, not {values!r}")
+    if not problems and min(meta["std"]) <= 0:
+        problems.append(f"std must be positive, not {meta['std']}")
+    if problems:
+        raise ValueError(f"{where}: the card does not fit its IR {Path(xml).name}: " + "; ".join(problems))
+    return meta
+
+
 def compile_ir(xml: Path, threads: int | None = None, hint: str = "LATENCY", streams: int | None = None):
     """Compile an IR for the CPU with f32 inference precision (so FP32 parity is exact, not bf16)."""
     import openvino as ov
@@ -336,6 +373,14 @@ def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
             "command": " ".join(["benchmark_app", *args])}
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading =, +, -, @ would start a formula (`=1+2.jpg`)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 MAX_PIXELS = 40_000_000  # the predictor refuses larger frames (real Kvasir frames are at most ~2 MP)
 
 
@@ -385,17 +430,18 @@ def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | N
     from .data.images import ImageProblem
     from .eda import overlay
 
-    meta = read_card(xml)
+    meta = check_card(xml)
     compiled = compile_ir(xml, threads)
     size, task = meta["input_size"], meta["task"]
     out_dir = Path(out_dir)
     rows, failures = [], 0
     for path in inputs:
-        row = {"file": str(Path(path).relative_to(root)) if root else str(path), "status": "ok", "error": "", "note": ""}
+        row = {"file": safe_cell(str(Path(path).relative_to(root)) if root else str(path)), "status": "ok", "error": "",
+               "note": ""}
         try:
             image, row["note"] = read_frame(path)
         except (ImageProblem, OSError) as exc:
-            row.update(status="error", error=str(exc))
+            row.update(status="error", error=safe_cell(str(exc)))
             failures += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
             rows.append(row)
@@ -408,7 +454,7 @@ def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | N
             mask = np.asarray(Image.fromarray((proba >= meta["threshold"]).astype(np.uint8) * 255)
                               .resize(image.shape[1::-1], Image.NEAREST)) > 0
             row["polyp_area"] = float(mask.mean())
-            stem = Path(path).name.replace(".", "_")  # a.jpg and a.png must not overwrite each other
+            stem = Path(path).name  # the whole name: a.jpg and a.png, a.b.jpg and a_b.jpg stay apart
             for kind, arr in (("mask", mask.astype(np.uint8) * 255), ("overlay", overlay(image, mask, (255, 0, 255)))):
                 target = out_dir / kind / f"{stem}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
