@@ -22,8 +22,11 @@ def _data(args: argparse.Namespace) -> int:
     try:
         prepared = prepare(args.profile, data_root=args.data_root, reports_root=args.reports_root,
                            skip_bad=args.skip_bad)
-    except (DataError, FileExistsError) as exc:
+    except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a --reports-root that is a file or read-only
+        print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     r = prepared.report
     print(f"{r['description']}: {r['counts']}\nsplits: {r['split_source']}\nfingerprint: {r['fingerprint']}")
@@ -31,6 +34,8 @@ def _data(args: argparse.Namespace) -> int:
         print(f"left out: {b['path']}: {b['problem']}", file=sys.stderr)
     for w in r["warnings"]:
         print(f"warning: {w['path']}: {w['problem']}", file=sys.stderr)
+    for n in r["notes"]:
+        print(f"note: {n['path']}: {n['note']}", file=sys.stderr)
     print(f"masks: {r['masks']['encodings'] or 'none'}" + (f"; colour classes {r['masks']['colour_classes']}"
                                                            if r["masks"]["colour_classes"] else ""))
     return 0

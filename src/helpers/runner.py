@@ -14,6 +14,7 @@ source and, per notebook, its status, time, inputs and outputs.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -170,6 +171,18 @@ def describe(entry: dict) -> str:
     return entry["status"] + (f": {entry['reason']}" if entry.get("reason") else "")
 
 
+def unwritable(folder: Path) -> str:
+    """Why reports cannot be written to `folder` ("" when they can), found before any notebook runs."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        where = "" if exc.filename in (None, str(folder)) else f"{exc.filename}: "
+        return f"cannot write reports to {folder}: {where}{exc.strerror or exc}"
+    return ""
+
+
 def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None = None, reports_root: str = "",
                skip_bad: bool = False, notebooks: Path | None = None, force: bool = False,
                package: Path | None = None, numerics_mode: str = "pinned") -> int:
@@ -193,7 +206,10 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
     needed = upstream_of(specs, chosen)
     considered = [s for s in specs if s in chosen or s.name in needed]
     run = paths.run_dir(profile, reports_root)
-    run.parent.mkdir(parents=True, exist_ok=True)
+    problem = unwritable(run)
+    if problem:
+        print(f"error: --reports-root: {problem}", file=sys.stderr)
+        return 2
     with incremental.locked(run):
         incremental.recover(run)
         stage = incremental.staging_dir(run)

@@ -169,19 +169,20 @@ def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path =
     cache = cache or ImageCache(paths.cache_dir())
     sources = resolve_sources(data_root, profile)
     bad: list[BadFile] = []
+    notes: list[BadFile] = []  # left out on purpose (hidden files, sub-folders the layout does not search)
     scanned: dict[str, tuple[list[Sample], Path]] = {}
     found_classes: list[str] = []
     if sources.classification:
         samples, found_classes, problems = scan_classification(sources.classification, classes,
-                                                               sources.classification_masks)
+                                                               sources.classification_masks, notes)
         bad += problems
         scanned["classification"] = (samples, sources.classification)
     if sources.segmentation:
-        samples, problems = scan_segmentation(sources.segmentation)
+        samples, problems = scan_segmentation(sources.segmentation, notes)
         bad += problems
         scanned["segmentation"] = (samples, sources.segmentation)
     if sources.unlabeled:
-        samples, problems = scan_image_folder(sources.unlabeled)
+        samples, problems = scan_image_folder(sources.unlabeled, notes)
         bad += problems
         scanned["unlabeled"] = (samples, sources.unlabeled)
     sets: dict[str, LoadedSet] = {}
@@ -225,6 +226,7 @@ def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path =
         "fingerprint": fingerprint(table), "generator": sources.generator, "skip_bad": skip_bad,
         "bad_files": [{"path": b.path, "problem": b.problem} for b in bad],
         "masks": mask_summary(sets), "warnings": mask_warnings(sets),
+        "notes": [{"path": n.path, "note": n.problem} for n in notes],
     }
     out = paths.data_report_dir(profile, reports_root)
     write_csv(out / "splits.csv", table)

@@ -57,8 +57,29 @@ class Sample:
     mask: Path | None = None
 
 
-def _visible(p: Path) -> bool:
-    return not p.name.startswith((".", "_"))
+def _visible(p: Path, root: Path | None = None) -> bool:
+    """Hidden files and folders (``.DS_Store``, macOS ``._x.jpg`` copies, ``__MACOSX/``) are never data;
+    ``_x.jpg`` is an ordinary name. With `root`, every folder between it and `p` counts too."""
+    parts = p.relative_to(root).parts if root is not None else (p.name,)
+    return not any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def _note_hidden(files: list[Path], notes: list[BadFile] | None, root: Path | None = None) -> None:
+    """Hidden files that look like images are left out, and said so (they are usually macOS metadata)."""
+    if notes is not None:
+        notes += [BadFile(str(p), "hidden file (its name or folder starts with '.', or is __MACOSX), left out")
+                  for p in files if not _visible(p, root) and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+
+
+def _is_class_folder(p: Path, notes: list[BadFile] | None) -> bool:
+    """A sub-folder is a class unless hidden or named ``_...`` (e.g. ``__MACOSX``); those are noted."""
+    if not p.is_dir():
+        return False
+    if p.name.startswith((".", "_")):
+        if notes is not None and not p.name.startswith("."):
+            notes.append(BadFile(str(p), "folder name starts with '_', so it is not read as a class; left out"))
+        return False
+    return True
 
 
 def _is_image(p: Path) -> bool:
@@ -71,16 +92,16 @@ def _require_dir(path: Path, what: str) -> None:
         raise DataError(path, [BadFile(str(path), f"{what} {problem}")])
 
 
-def scan_classification(root: Path, classes: list[str] | None = None,
-                        mask_root: Path | None = None) -> tuple[list[Sample], list[str], list[BadFile]]:
+def scan_classification(root: Path, classes: list[str] | None = None, mask_root: Path | None = None,
+                        notes: list[BadFile] | None = None) -> tuple[list[Sample], list[str], list[BadFile]]:
     """Kvasir v2 class folders -> samples, class list, problems found by name alone.
 
     `mask_root` (optional) holds ``<class>/<stem>.png`` polyp masks; frames without
-    one simply have no mask.
+    one simply have no mask. Files and folders left out on purpose go to `notes`.
     """
     root = Path(root)
     _require_dir(root, "classification folder")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and _visible(p))
+    found = sorted(p.name for p in root.iterdir() if _is_class_folder(p, notes))
     if classes:
         missing = [c for c in classes if c not in found]
         if missing:
@@ -92,7 +113,9 @@ def scan_classification(root: Path, classes: list[str] | None = None,
     kept: list[str] = []
     for cls in found:
         folder = root / cls
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and _visible(p))
+        everything = sorted(folder.rglob("*"))
+        _note_hidden(everything, notes, folder)
+        files = [p for p in everything if p.is_file() and _visible(p, folder)]
         images = [p for p in files if _is_image(p)]
         bad += [BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})")
                 for p in files if not _is_image(p)]
@@ -108,15 +131,15 @@ def scan_classification(root: Path, classes: list[str] | None = None,
     return samples, kept, bad
 
 
-def scan_segmentation(root: Path) -> tuple[list[Sample], list[BadFile]]:
-    """Kvasir-SEG ``images/`` + ``masks/`` -> paired samples; unpaired files are problems."""
+def scan_segmentation(root: Path, notes: list[BadFile] | None = None) -> tuple[list[Sample], list[BadFile]]:
+    """Kvasir-SEG ``images/`` + ``masks/`` -> paired samples; unpaired files are problems, files left out notes."""
     root = Path(root)
     _require_dir(root, "segmentation folder")
     _require_dir(root / "images", "images/ folder")
     _require_dir(root / "masks", "masks/ folder")
     bad: list[BadFile] = []
-    images = _by_stem(root / "images", bad)
-    masks = _by_stem(root / "masks", bad)
+    images = _by_stem(root / "images", bad, notes)
+    masks = _by_stem(root / "masks", bad, notes)
     bad += [BadFile(str(p), f"image has no mask (expected masks/{k}.<{'|'.join(EXTENSION_NAMES)}>)")
             for k, p in images.items() if k not in masks]
     bad += [BadFile(str(p), f"mask has no image (expected images/{k}.<{'|'.join(EXTENSION_NAMES)}>)")
@@ -125,13 +148,19 @@ def scan_segmentation(root: Path) -> tuple[list[Sample], list[BadFile]]:
     return samples, bad
 
 
-def _by_stem(folder: Path, bad: list[BadFile]) -> dict[str, Path]:
+def _by_stem(folder: Path, bad: list[BadFile], notes: list[BadFile] | None = None) -> dict[str, Path]:
     """Image files of `folder` by name without extension; non-images and names used twice are problems.
 
     `x.jpg` and `x.png` side by side cannot be told apart by their mask
-    `masks/x.*`, so neither is paired rather than guessing.
+    `masks/x.*`, so neither is paired rather than guessing. Sub-folders are not
+    searched (Kvasir-SEG keeps every file directly in the folder) and are noted.
     """
-    files = [p for p in sorted(folder.iterdir()) if _visible(p) and p.is_file()]
+    entries = sorted(folder.iterdir())
+    _note_hidden(entries, notes)
+    if notes is not None:
+        notes += [BadFile(str(p), f"sub-folder not searched: the layout keeps every file directly in {folder.name}/ "
+                                  "(move its files up to use them)") for p in entries if p.is_dir() and not p.name.startswith(".")]
+    files = [p for p in entries if _visible(p) and p.is_file()]
     bad += [BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})") for p in files if not _is_image(p)]
     by_stem: dict[str, list[Path]] = {}
     for p in files:
@@ -145,11 +174,13 @@ def _by_stem(folder: Path, bad: list[BadFile]) -> dict[str, Path]:
     return {stem: group[0] for stem, group in by_stem.items() if len(group) == 1}
 
 
-def scan_image_folder(root: Path) -> tuple[list[Sample], list[BadFile]]:
+def scan_image_folder(root: Path, notes: list[BadFile] | None = None) -> tuple[list[Sample], list[BadFile]]:
     """Any folder of images (searched recursively), e.g. an unlabeled pool."""
     root = Path(root)
     _require_dir(root, "image folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and _visible(p))
+    everything = sorted(root.rglob("*"))
+    _note_hidden(everything, notes, root)
+    files = [p for p in everything if p.is_file() and _visible(p, root)]
     bad = [BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})") for p in files if not _is_image(p)]
     return [Sample(p) for p in files if _is_image(p)], bad
 
