@@ -60,18 +60,35 @@ def main() -> int:
     calibration = calibration_frames(train.images, params)
     card = deploy.card("classification", classes, size, "resnet18", index["checkpoint"])
     fp32 = softmax(extract_features(model, val.images, desc="FP32"))
-    print(f"ResNet-18 student {index['checkpoint']} ({args.profile}), {size} px; {len(calibration)} calibration frames "
-          f"(train), {len(val.images)} validation frames; accuracy control: agreement >= {1 - params['int8_max_drop']:.2f}")
+    print(
+        f"ResNet-18 student {index['checkpoint']} ({args.profile}), {size} px; {len(calibration)} calibration frames "
+        f"(train), {len(val.images)} validation frames; "
+        f"accuracy control: agreement >= {1 - params['int8_max_drop']:.2f}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, (fast, control)) in enumerate(RECIPES.items()):
-            xml = deploy.export(model, card, Path(tmp) / str(i), "student", calibration, ("INT8",),
-                                val.images if control else None, params["int8_max_drop"], fast_bias_correction=fast)["INT8"]
+            xml = deploy.export(
+                model,
+                card,
+                Path(tmp) / str(i),
+                "student",
+                calibration,
+                ("INT8",),
+                val.images if control else None,
+                params["int8_max_drop"],
+                fast_bias_correction=fast,
+            )["INT8"]
             int8 = softmax(deploy.infer(deploy.compile_ir(xml, args.threads), val.images, card))
             speed = deploy.bench_openvino(xml, args.threads, repeats=50, requests=2, async_frames=50)
-            rows.append({"recipe": name, "val mean TV distance to FP32": 0.5 * np.abs(int8 - fp32).sum(1).mean(),
-                         "val decisions changed": int((int8.argmax(1) != fp32.argmax(1)).sum()),
-                         "median ms": speed["latency_median_ms"]})
+            rows.append(
+                {
+                    "recipe": name,
+                    "val mean TV distance to FP32": 0.5 * np.abs(int8 - fp32).sum(1).mean(),
+                    "val decisions changed": int((int8.argmax(1) != fp32.argmax(1)).sum()),
+                    "median ms": speed["latency_median_ms"],
+                }
+            )
     table = pd.DataFrame(rows)
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     best = table.loc[table["val mean TV distance to FP32"].idxmin(), "recipe"]

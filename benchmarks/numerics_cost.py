@@ -30,7 +30,7 @@ import sys
 
 from helpers import numerics
 
-STEP = r'''
+STEP = r"""
 import hashlib, os, sys, time
 import numpy as np, torch
 torch.set_num_threads(int(os.environ.get("COURSE_THREADS") or os.cpu_count()))
@@ -53,9 +53,9 @@ for i in range(steps + warm):
 ms = (time.perf_counter() - start) / steps * 1e3
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()[:16]
 print(f"{ms:.1f} {digest}")
-'''
+"""
 
-GENERATOR = r'''
+GENERATOR = r"""
 import hashlib, sys, tempfile
 from pathlib import Path
 from helpers.data import synthetic
@@ -65,9 +65,9 @@ for p in sorted(root.rglob("*")):
     if p.is_file():
         h.update(p.read_bytes())
 print(h.hexdigest()[:16])
-'''
+"""
 
-OPENVINO = r'''
+OPENVINO = r"""
 import hashlib, tempfile
 from pathlib import Path
 import numpy as np, openvino as ov, torch
@@ -79,7 +79,7 @@ with torch.no_grad():
 compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2})
 x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
 print(hashlib.sha256(compiled(x)[0].tobytes()).hexdigest()[:16])
-'''
+"""
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -100,12 +100,20 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the timed pair, for a fair time")
     args = parser.parse_args()
     pinned = numerics.environment("pinned", args.threads)
-    native = numerics.environment("native", None) | {"OMP_NUM_THREADS": str(args.threads),
-                                                     "COURSE_THREADS": str(args.threads)}
-    paths = {"native": native, "pinned": pinned, "pinned, emulated AVX2-only CPU": pinned | numerics.AVX2_ONLY,
-             "pinned, 1 thread": numerics.environment("pinned", 1)}
-    print(f"U-Net-R18, 64 px, batch 16, {args.steps} AdamW steps per process; CPU flags: "
-          f"{' '.join(f for f in numerics.cpu_flags() if f.startswith('avx'))}\n")
+    native = numerics.environment("native", None) | {
+        "OMP_NUM_THREADS": str(args.threads),
+        "COURSE_THREADS": str(args.threads),
+    }
+    paths = {
+        "native": native,
+        "pinned": pinned,
+        "pinned, emulated AVX2-only CPU": pinned | numerics.AVX2_ONLY,
+        "pinned, 1 thread": numerics.environment("pinned", 1),
+    }
+    print(
+        f"U-Net-R18, 64 px, batch 16, {args.steps} AdamW steps per process; CPU flags: "
+        f"{' '.join(f for f in numerics.cpu_flags() if f.startswith('avx'))}\n"
+    )
     times: dict[str, list[float]] = {name: [] for name in paths}
     digests: dict[str, str] = {}
     for r in range(args.rounds):
@@ -121,20 +129,32 @@ def main() -> int:
     for name in paths:
         print(f"{name:<34}{min(times[name]):>9.1f}  {digests[name]}")
     gen_pinned, gen_native = run(GENERATOR, clean_env(pinned)), run(GENERATOR, clean_env(native))
-    print(f"\nembedded data generator (72 files), digest of the bytes: pinned {gen_pinned}, native {gen_native} -> "
-          + ("NumPy's instruction set changes the data" if gen_pinned != gen_native else "the same bytes"))
+    print(
+        f"\nembedded data generator (72 files), digest of the bytes: pinned {gen_pinned}, native {gen_native} -> "
+        + ("NumPy's instruction set changes the data" if gen_pinned != gen_native else "the same bytes")
+    )
     ov_pinned = run(OPENVINO, clean_env(pinned))
     ov_native = run(OPENVINO, clean_env(native))
-    print(f"\nOpenVINO FP32 U-Net output digest: pinned {ov_pinned}, native {ov_native} -> "
-          + ("OpenVINO follows the oneDNN pin" if ov_pinned != ov_native else
-             "no difference between the two (OpenVINO's kernels do not move with the pin here)"))
+    print(
+        f"\nOpenVINO FP32 U-Net output digest: pinned {ov_pinned}, native {ov_native} -> "
+        + (
+            "OpenVINO follows the oneDNN pin"
+            if ov_pinned != ov_native
+            else "no difference between the two (OpenVINO's kernels do not move with the pin here)"
+        )
+    )
     identical = digests["pinned"] == digests["pinned, emulated AVX2-only CPU"] != "NOT REPEATABLE"
     threads_matter = digests["pinned"] != digests["pinned, 1 thread"]
-    print(f"native vs pinned weights: {'identical' if digests['native'] == digests['pinned'] else 'different'} "
-          f"(the instruction set changes the result); thread count changes the result: {'yes' if threads_matter else 'no'}")
+    print(
+        f"native vs pinned weights: {'identical' if digests['native'] == digests['pinned'] else 'different'} "
+        "(the instruction set changes the result); "
+        f"thread count changes the result: {'yes' if threads_matter else 'no'}"
+    )
     cost = min(times["pinned"]) / min(times["native"])
-    print(f"\npinned cost {cost:.2f} (pinned / native time per step) · identical across instruction sets: "
-          f"{'yes' if identical else 'no'}")
+    print(
+        f"\npinned cost {cost:.2f} (pinned / native time per step) · identical across instruction sets: "
+        f"{'yes' if identical else 'no'}"
+    )
     return 0 if identical else 1
 
 

@@ -34,15 +34,22 @@ def write_mask(path: Path, size=(40, 30), box=(5, 5, 20, 15)) -> Path:
 
 def snapshot(root: Path) -> dict[str, tuple[str, float]]:
     """Content hash and mtime of every file under `root`, to prove nothing was touched."""
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
 def cls_tree(tmp_path: Path) -> Path:
     """Kvasir v2 layout with three classes of four images each, two sizes."""
     root = tmp_path / "kvasir-v2"
-    for c, colour in (("normal-cecum", (200, 90, 80)), ("polyps", (210, 80, 70)), ("dyed-lifted-polyps", (60, 70, 180))):
+    for c, colour in (
+        ("normal-cecum", (200, 90, 80)),
+        ("polyps", (210, 80, 70)),
+        ("dyed-lifted-polyps", (60, 70, 180)),
+    ):
         for i in range(4):
             write_image(root / c / f"{c[:3]}{i}.jpg", size=(40 + 8 * (i % 2), 30), colour=colour)
     return root

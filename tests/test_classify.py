@@ -12,7 +12,9 @@ from helpers.training import save_weights
 
 def test_metrics_on_a_hand_made_case():
     y = np.array([0, 0, 1, 1, 2, 2])
-    proba = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .8, .1], [.1, .7, .2], [.1, .1, .8], [.3, .3, .4]])
+    proba = np.array(
+        [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.7, 0.2], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]]
+    )
     m = classify.metrics(y, proba, ["a", "b", "c"])
     assert m["accuracy"] == pytest.approx(5 / 6)
     assert m["recall[a]"] == 0.5 and m["precision[b]"] == pytest.approx(2 / 3) and m["f1[c]"] == 1.0
@@ -52,8 +54,21 @@ def test_fit_learns_and_keeps_the_best_validation_epoch(with_teacher):
     torch.manual_seed(0)
     teacher = classify.build("mobilenetv3_small_100", 3) if with_teacher else None
     model = classify.build("resnet18", 3)
-    history = classify.fit(model, x, y, x, y, epochs=5, lr=1e-3, batch_size=16, seed=0, image_size=32,
-                           teacher=teacher, temperature=3.0, weights=classify.class_weights(y, 3))
+    history = classify.fit(
+        model,
+        x,
+        y,
+        x,
+        y,
+        epochs=5,
+        lr=1e-3,
+        batch_size=16,
+        seed=0,
+        image_size=32,
+        teacher=teacher,
+        temperature=3.0,
+        weights=classify.class_weights(y, 3),
+    )
     assert len(history) == 5 and history["kept"].iloc[0]
     best = history["val_macro_f1"].max()
     score = classify.metrics(y, classify.predict_proba(model, x), ["r", "g", "b"])["macro_f1"]

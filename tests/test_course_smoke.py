@@ -30,7 +30,9 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
         executed = nbformat.read(run / "notebooks" / f"{spec.name}.ipynb", as_version=4)
         outputs = [o for c in executed.cells for o in c.get("outputs", [])]
         assert not any(o.get("name") == "stderr" and "Warning" in o["text"] for o in outputs), spec.name
-        shown = ["".join(o.get("data", {}).get("text/plain", "")) for o in outputs if o.get("output_type") == "display_data"]
+        shown = [
+            "".join(o.get("data", {}).get("text/plain", "")) for o in outputs if o.get("output_type") == "display_data"
+        ]
         assert not any("Warning" in text for text in shown), spec.name  # e.g. a library's warning rendered as display
     splits = pd.read_csv(run / "data" / "splits.csv")
     assert set(splits["task"]) == {"classification", "segmentation", "unlabeled"}
@@ -53,7 +55,11 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
     assert len(loss) == 1 and loss["loss"].notna().all()
     table = pd.read_csv(ssl_dir / "few_label_eval.csv")
     assert set(table["encoder"]) == {"SimCLR", "random init"} and table["macro_f1_mean"].between(0, 1).all()
-    assert json.loads((ssl_dir / "summary.json").read_text())["verdict"] in {"beats", "does not clearly beat", "does not beat"}
+    assert json.loads((ssl_dir / "summary.json").read_text())["verdict"] in {
+        "beats",
+        "does not clearly beat",
+        "does not beat",
+    }
     _check_kd_outputs(run / "03_kd")
     _check_seg_outputs(run / "04_seg", rows=5, seeds=1)
     _check_ensemble_outputs(run / "05_ensemble", classification=True)
@@ -66,7 +72,9 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
     # every file of the run belongs to the notebook that writes it (so a re-run can replace exactly its own files)
     claimed = {o for s in discover() for o in s.outputs} | {"notebooks", "manifest.json"}
     assert {p.name for p in run.iterdir()} == claimed
-    assert not any(str(reports / ".staging") in p.read_text() for p in run.rglob("*") if p.suffix in {".json", ".csv", ".md"})
+    assert not any(
+        str(reports / ".staging") in p.read_text() for p in run.rglob("*") if p.suffix in {".json", ".csv", ".md"}
+    )
     # a second run finds everything up to date: it executes nothing and rewrites nothing
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert run_course("smoke", reports_root=str(reports)) == 0
@@ -121,8 +129,14 @@ def _check_kd_outputs(kd):
     best = index["checkpoints"][index["best"]]
     model = load_weights(classify.build(best["model"], len(index["classes"])), kd / "students" / f"{index['best']}.pt")
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
-    for fig in ("teacher_training", "entropy_vs_temperature", "students_macro_f1", "confusion_matrices", "cam_energy",
-                "gradcam_examples"):
+    for fig in (
+        "teacher_training",
+        "entropy_vs_temperature",
+        "students_macro_f1",
+        "confusion_matrices",
+        "cam_energy",
+        "gradcam_examples",
+    ):
         assert (kd / f"{fig}.png").stat().st_size > 5_000, fig
 
 
@@ -138,7 +152,9 @@ def _check_seg_outputs(seg, rows, seeds):
     assert {"test_dice_mean", "test_dice_std", "test_iou_mean", "test_dice_sd_images_mean"} <= set(results.columns)
     assert "± " in (seg / "results.md").read_text() and "Data: " in (seg / "results.md").read_text()
     summary = json.loads((seg / "summary.json").read_text())
-    assert summary["verdicts"] and all(v["outcome"] in {"better", "tie_above", "tie_below", "worse"} for v in summary["verdicts"])
+    assert summary["verdicts"] and all(
+        v["outcome"] in {"better", "tie_above", "tie_below", "worse"} for v in summary["verdicts"]
+    )
     published = pd.read_csv(seg / "published_comparison.csv")
     assert published["published dice"].tolist() == [0.744, 0.787, 0.790]
     index = json.loads((seg / "models" / "index.json").read_text())
@@ -170,7 +186,9 @@ def _check_deploy_outputs(dep, models):
     fp32 = accuracy[accuracy["runtime"] == "OpenVINO FP32"]
     assert (fp32["max_abs_logit_diff"] <= 1e-3).all()  # parity
     bench = pd.read_csv(dep / "benchmark.csv")
-    assert len(bench) == 4 * len(models) and (bench["latency_median_ms"] > 0).all() and (bench["throughput_fps"] > 0).all()
+    assert (
+        len(bench) == 4 * len(models) and (bench["latency_median_ms"] > 0).all() and (bench["throughput_fps"] > 0).all()
+    )
     assert bench["threads"].nunique() == 1  # PyTorch and OpenVINO timed on the same thread count
     check = pd.read_csv(dep / "benchmark_app_check.csv")
     assert (check["benchmark_app_median_ms"] > 0).all()
@@ -191,9 +209,18 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
 
     before = {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]}
     reports = tmp_path / "reports"
-    assert run_course("smoke", data_root=str(SHARED_KVASIR_SEG), only=["00", "01", "02", "03", "04", "05", "06", "07"],
-                      reports_root=str(reports)) == 0
-    status = {e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]}
+    assert (
+        run_course(
+            "smoke",
+            data_root=str(SHARED_KVASIR_SEG),
+            only=["00", "01", "02", "03", "04", "05", "06", "07"],
+            reports_root=str(reports),
+        )
+        == 0
+    )
+    status = {
+        e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]
+    }
     assert status["03_knowledge_distillation"] == "not applicable"  # Kvasir-SEG has no classification labels
     report = json.loads((reports / "smoke" / "data" / "data_report.json").read_text())
     assert report["origin"] == "real" and report["counts"]["segmentation"]["test"] == 120

@@ -18,8 +18,14 @@ SIZE = 32
 class TinyClassifier(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
-                                      nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(16, 3)
 
     def forward(self, x):
@@ -44,8 +50,10 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("ir")
     models = {"cls": TinyClassifier().eval(), "seg": TinySegmenter().eval()}
-    cards = {"cls": deploy.card("classification", ["normal", "polyp", "dyed"], SIZE, "tiny", "test"),
-             "seg": deploy.card("segmentation", ["background", "polyp"], SIZE, "tiny", "test")}
+    cards = {
+        "cls": deploy.card("classification", ["normal", "polyp", "dyed"], SIZE, "tiny", "test"),
+        "seg": deploy.card("segmentation", ["background", "polyp"], SIZE, "tiny", "test"),
+    }
     xmls = {k: deploy.export(models[k], cards[k], out, k, calibration=_frames(16)) for k in models}
     return models, cards, xmls
 
@@ -122,19 +130,26 @@ def _bad_huge(folder):
     Image.new("RGB", (400, 300)).save(folder / "huge.png")  # 0.12 MP, over the 0.1 MP limit set below
 
 
-@pytest.mark.parametrize("make, name, message", [
-    (_bad_empty, "empty.jpg", "empty file (0 bytes)"),
-    (_bad_text, "notes.jpg", "not an image: Pillow cannot identify"),
-    (_bad_truncated, "truncated.jpg", "corrupt or truncated image"),
-    (_bad_huge, "huge.png", "image is 400x300 = 0.12 MP, over the predictor's limit of 0.1 MP"),
-])
-def test_predictor_refuses_a_bad_file_and_still_predicts_the_rest(exported, tmp_path, capsys, monkeypatch, make, name, message):
+@pytest.mark.parametrize(
+    "make, name, message",
+    [
+        (_bad_empty, "empty.jpg", "empty file (0 bytes)"),
+        (_bad_text, "notes.jpg", "not an image: Pillow cannot identify"),
+        (_bad_truncated, "truncated.jpg", "corrupt or truncated image"),
+        (_bad_huge, "huge.png", "image is 400x300 = 0.12 MP, over the predictor's limit of 0.1 MP"),
+    ],
+)
+def test_predictor_refuses_a_bad_file_and_still_predicts_the_rest(
+    exported, tmp_path, capsys, monkeypatch, make, name, message
+):
     _, _, xmls = exported
     folder = tmp_path / "in"
     _good(folder)
     make(folder)
     monkeypatch.setattr(deploy, "MAX_PIXELS", 100_000)
-    code = main(["predict", "--model", str(xmls["cls"]["INT8"]), "--input", str(folder), "--out", str(tmp_path / "out")])
+    code = main(
+        ["predict", "--model", str(xmls["cls"]["INT8"]), "--input", str(folder), "--out", str(tmp_path / "out")]
+    )
     assert code == 1  # any failed file makes the exit code non-zero
     assert f"{name}: {message}" in capsys.readouterr().err  # named on stderr
     import pandas as pd
@@ -147,12 +162,19 @@ def test_predictor_refuses_a_bad_file_and_still_predicts_the_rest(exported, tmp_
     assert rows.loc["good.jpg", ["p[normal]", "p[polyp]", "p[dyed]"]].astype(float).sum() == pytest.approx(1, abs=1e-5)
 
 
-@pytest.mark.parametrize("mode, convert, note", [
-    ("L", lambda im: im.convert("L"), "converted from mode L to RGB"),
-    ("CMYK", lambda im: im.convert("CMYK"), "converted from mode CMYK to RGB"),
-    ("I;16", lambda im: Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257), "converted from mode I;16 to RGB"),
-    ("RGBA", lambda im: im.convert("RGBA"), "converted from mode RGBA to RGB"),
-])
+@pytest.mark.parametrize(
+    "mode, convert, note",
+    [
+        ("L", lambda im: im.convert("L"), "converted from mode L to RGB"),
+        ("CMYK", lambda im: im.convert("CMYK"), "converted from mode CMYK to RGB"),
+        (
+            "I;16",
+            lambda im: Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257),
+            "converted from mode I;16 to RGB",
+        ),
+        ("RGBA", lambda im: im.convert("RGBA"), "converted from mode RGBA to RGB"),
+    ],
+)
 def test_predictor_converts_unusual_modes_and_says_so(exported, tmp_path, mode, convert, note):
     _, _, xmls = exported
     folder = tmp_path / "in"
@@ -161,7 +183,10 @@ def test_predictor_converts_unusual_modes_and_says_so(exported, tmp_path, mode, 
     converted = convert(image)
     assert converted.mode == mode
     converted.save(folder / ("frame.tif" if mode == "CMYK" else "frame.png"))
-    assert main(["predict", "--model", str(xmls["cls"]["FP32"]), "--input", str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(["predict", "--model", str(xmls["cls"]["FP32"]), "--input", str(folder), "--out", str(tmp_path / "out")])
+        == 0
+    )
     import pandas as pd
 
     row = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False).iloc[0]
@@ -172,7 +197,20 @@ def test_predictor_skips_files_that_are_not_images_by_name(exported, tmp_path, c
     _, _, xmls = exported
     _good(tmp_path / "in")
     (tmp_path / "in" / "readme.txt").write_text("notes")
-    assert main(["predict", "--model", str(xmls["cls"]["FP32"]), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(xmls["cls"]["FP32"]),
+                "--input",
+                str(tmp_path / "in"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     assert "readme.txt: skipped" in capsys.readouterr().err
 
 
@@ -180,8 +218,20 @@ def test_predictor_segments_at_the_files_resolution(exported, tmp_path):
     _, _, xmls = exported
     (tmp_path / "in").mkdir()
     Image.fromarray(_frames(1)[0]).resize((70, 50)).save(tmp_path / "in" / "frame.png")
-    assert main(["predict", "--model", str(xmls["seg"]["FP32"]), "--input", str(tmp_path / "in" / "frame.png"),
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(xmls["seg"]["FP32"]),
+                "--input",
+                str(tmp_path / "in" / "frame.png"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     mask = np.asarray(Image.open(tmp_path / "out" / "mask" / "frame.png.png"))
     assert mask.shape == (50, 70) and set(np.unique(mask)) <= {0, 255}
     assert Image.open(tmp_path / "out" / "overlay" / "frame.png.png").size == (70, 50)
@@ -189,8 +239,24 @@ def test_predictor_segments_at_the_files_resolution(exported, tmp_path):
 
 def test_predictor_refuses_a_model_without_its_card_or_missing_input(exported, tmp_path, capsys):
     _, _, xmls = exported
-    assert main(["predict", "--model", str(tmp_path / "none.xml"), "--input", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
-    assert main(["predict", "--model", str(xmls["cls"]["FP32"]), "--input", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["predict", "--model", str(tmp_path / "none.xml"), "--input", str(tmp_path), "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(xmls["cls"]["FP32"]),
+                "--input",
+                str(tmp_path / "absent"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "expected an OpenVINO IR .xml" in err and "absent: no such file or folder" in err
 
@@ -238,6 +304,7 @@ def test_int8_label_is_measured_from_the_graph(exported):
 
 # Hostile files (issue 17): nothing silently wrong, nothing of the user's overwritten, no traceback.
 
+
 def _png_header_only(width, height):
     """A tiny PNG that declares a huge image (a decompression bomb's header)."""
     import struct
@@ -245,7 +312,12 @@ def _png_header_only(width, height):
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _predict(xml, folder, out, *extra):
@@ -274,12 +346,15 @@ def test_predictor_names_outputs_apart_and_keeps_formulas_out_of_the_csv(exporte
     assert snapshot(folder) == before
 
 
-@pytest.mark.parametrize("where, message", [
-    ("input", "is inside the input folder"),
-    ("inside", "is inside the input folder"),
-    ("file", "is a file, not a folder"),
-    ("earlier", "holds the results of an earlier run"),
-])
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("input", "is inside the input folder"),
+        ("inside", "is inside the input folder"),
+        ("file", "is a file, not a folder"),
+        ("earlier", "holds the results of an earlier run"),
+    ],
+)
 def test_predictor_refuses_an_out_that_would_overwrite(exported, tmp_path, capsys, where, message):
     from conftest import snapshot
 
@@ -287,7 +362,9 @@ def test_predictor_refuses_an_out_that_would_overwrite(exported, tmp_path, capsy
     folder = tmp_path / "in"
     _good(folder)
     (folder / "predictions.csv").write_text("the user's own file\n")
-    out = {"input": folder, "inside": folder / "results", "file": tmp_path / "out.txt", "earlier": tmp_path / "done"}[where]
+    out = {"input": folder, "inside": folder / "results", "file": tmp_path / "out.txt", "earlier": tmp_path / "done"}[
+        where
+    ]
     if where == "file":
         out.write_text("x")
     if where == "earlier":
@@ -327,14 +404,17 @@ def _break_card(xml, **changes):
     xml.with_suffix(".json").write_text(json.dumps(card | changes))
 
 
-@pytest.mark.parametrize("task, changes, message", [
-    ("cls", {"input_size": 64}, "input_size 64 but the IR takes [1, 3, 32, 32]"),
-    ("cls", {"classes": ["a", "b", "c", "d"]}, "4 classes but the IR outputs [1, 3]"),
-    ("cls", {"std": [0, 0, 0]}, "std must be positive"),
-    ("cls", {"task": "segmentation"}, "task segmentation but the IR outputs [1, 3]"),
-    ("seg", {"mean": [0.5]}, "mean must be 3 numbers"),
-    ("cls", "truncated bin", "OpenVINO cannot read this IR"),
-])
+@pytest.mark.parametrize(
+    "task, changes, message",
+    [
+        ("cls", {"input_size": 64}, "input_size 64 but the IR takes [1, 3, 32, 32]"),
+        ("cls", {"classes": ["a", "b", "c", "d"]}, "4 classes but the IR outputs [1, 3]"),
+        ("cls", {"std": [0, 0, 0]}, "std must be positive"),
+        ("cls", {"task": "segmentation"}, "task segmentation but the IR outputs [1, 3]"),
+        ("seg", {"mean": [0.5]}, "mean must be 3 numbers"),
+        ("cls", "truncated bin", "OpenVINO cannot read this IR"),
+    ],
+)
 def test_a_card_that_does_not_fit_its_ir_is_a_model_error(exported, tmp_path, capsys, task, changes, message):
     import shutil
 

@@ -31,15 +31,32 @@ def test_entropy_bits_and_its_growth_with_temperature():
 
 def _summary(kd_test, kd_std, scratch_test=0.80, scratch_std=0.01):
     runs = []
-    for seed, sign in enumerate([-1, 1]):
-        runs.append({"student": "s", "method": "scratch", "temperature": float("nan"),
-                     "test_macro_f1": scratch_test + sign * scratch_std, "val_macro_f1": 0.5})
+    for _seed, sign in enumerate([-1, 1]):
+        runs.append(
+            {
+                "student": "s",
+                "method": "scratch",
+                "temperature": float("nan"),
+                "test_macro_f1": scratch_test + sign * scratch_std,
+                "val_macro_f1": 0.5,
+            }
+        )
         for t, val in ((1.0, 0.6), (4.0, 0.7)):  # T = 4 wins on validation
             test = kd_test if t == 4.0 else 0.0  # the T that loses on validation scores badly on test
-            runs.append({"student": "s", "method": "KD", "temperature": t,
-                         "test_macro_f1": test + sign * kd_std, "val_macro_f1": val})
-    return mean_std(pd.DataFrame(runs).fillna({"temperature": 0.0}), ["student", "method", "temperature"],
-                    ["test_macro_f1", "val_macro_f1"])
+            runs.append(
+                {
+                    "student": "s",
+                    "method": "KD",
+                    "temperature": t,
+                    "test_macro_f1": test + sign * kd_std,
+                    "val_macro_f1": val,
+                }
+            )
+    return mean_std(
+        pd.DataFrame(runs).fillna({"temperature": 0.0}),
+        ["student", "method", "temperature"],
+        ["test_macro_f1", "val_macro_f1"],
+    )
 
 
 def test_kd_verdict_picks_temperature_on_validation_and_respects_the_spread():
@@ -49,7 +66,9 @@ def test_kd_verdict_picks_temperature_on_validation_and_respects_the_spread():
     assert distill.verdict(_summary(0.805, 0.02), "s")["verdict"].startswith("is at least as good")
     assert distill.verdict(_summary(0.79, 0.02), "s")["verdict"].startswith("is slightly below")
     worse = distill.verdict(_summary(0.60, 0.01), "s")
-    assert worse["verdict"] == "is worse than" and not worse["at_least_scratch"] and "**is worse than**" in worse["text"]
+    assert (
+        worse["verdict"] == "is worse than" and not worse["at_least_scratch"] and "**is worse than**" in worse["text"]
+    )
 
 
 def test_mean_std_and_markdown():

@@ -11,8 +11,10 @@ from helpers.data import LoadedSet, Sample
 
 def make_set(images, masks=None, labels=None):
     n = len(images)
-    samples = [Sample(Path(f"{i}.jpg"), labels[i] if labels else None, Path(f"{i}.png") if masks is not None else None)
-               for i in range(n)]
+    samples = [
+        Sample(Path(f"{i}.jpg"), labels[i] if labels else None, Path(f"{i}.png") if masks is not None else None)
+        for i in range(n)
+    ]
     return LoadedSet(samples, np.asarray(images, np.uint8), masks, np.tile([40, 30], (n, 1)), ["x"] * n)
 
 

@@ -25,7 +25,11 @@ def test_environment_yml_mirrors_lock():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    lock = [line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines() if line and not line.startswith("#")]
+    lock = [
+        line.strip()
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert [p for p in pip if p != "-e ."] == lock
 
 

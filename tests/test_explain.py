@@ -37,8 +37,8 @@ def _frames(n=6, size=32, seed=0):
     masks = np.zeros((n, size, size), np.uint8)
     for i in range(n):
         y, x = rng.integers(0, size - 8, 2) // 2 * 2
-        images[i, y:y + 8, x:x + 8] = (230, 30, 30)
-        masks[i, y:y + 8, x:x + 8] = 1
+        images[i, y : y + 8, x : x + 8] = (230, 30, 30)
+        masks[i, y : y + 8, x : x + 8] = 1
     return images, masks
 
 

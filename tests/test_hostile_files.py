@@ -60,8 +60,12 @@ def _hidden(root):  # macOS leaves `._x.jpg` copies and `__MACOSX/` in archives:
 
 CASES = {
     # case: (make, pairs used, {file: words of its problem}, {file: words of its note}), files relative to the folder
-    "same name": (_same_name, 4, {"images/x.jpg": "share the name", "images/x.png": "share the name",
-                                  "masks/x.png": "mask has no image"}, {}),
+    "same name": (
+        _same_name,
+        4,
+        {"images/x.jpg": "share the name", "images/x.png": "share the name", "masks/x.png": "mask has no image"},
+        {},
+    ),
     "decompression bomb": (_bomb, 4, {"images/bomb.png": "decompression bomb"}, {}),
     "EXIF orientation": (_exif_rotated, 5, {}, {}),
     "underscore name": (_underscore, 5, {}, {}),
@@ -99,7 +103,10 @@ def test_exif_orientation_is_applied_as_viewers_do(tmp_path):
 
 def test_a_folder_of_upper_case_extensions_is_read(tmp_path):
     root = _pairs(tmp_path / "polyps", 5, ext=".JPG", mask_ext=".JPEG")
-    assert sum(prepare("smoke", data_root=root, reports_root=tmp_path / "r").report["counts"]["segmentation"].values()) == 5
+    assert (
+        sum(prepare("smoke", data_root=root, reports_root=tmp_path / "r").report["counts"]["segmentation"].values())
+        == 5
+    )
 
 
 @pytest.mark.notebooks

@@ -1,4 +1,5 @@
-"""Staleness rules and staged runs: what re-runs, what is reused, and that a failed or killed run never touches the last good report."""
+"""Staleness rules and staged runs: what re-runs, what is reused, and that a failed or killed run never touches
+the last good report."""
 
 import json
 import os
@@ -22,7 +23,13 @@ PACKAGE = Path(incremental.__file__).parent
 def test_imports_resolve_relative_and_absolute_forms():
     tree = incremental.ast.parse("from . import images\nfrom .. import paths\nfrom ..segment import fit\nimport os")
     assert incremental._imports(tree, "helpers.data.course") == {
-        "helpers", "helpers.data", "helpers.data.images", "helpers.paths", "helpers.segment", "helpers.segment.fit"}
+        "helpers",
+        "helpers.data",
+        "helpers.data.images",
+        "helpers.paths",
+        "helpers.segment",
+        "helpers.segment.fit",
+    }
     inside_package = incremental._imports(incremental.ast.parse("from .images import decode"), "helpers.data", True)
     assert inside_package == {"helpers", "helpers.data", "helpers.data.images", "helpers.data.images.decode"}
     lazy = "def f():\n    from helpers.segment import fit\n    import helpers.ensemble as e\n"
@@ -75,22 +82,32 @@ def test_course_notebooks_declare_distinct_outputs_and_known_reads():
 
 
 def _entry(**inputs):
-    base = {"notebook": "n", "code": {"helpers.a": "1"}, "parameters": {"seed": 0}, "libraries": {"torch": "2"},
-            "data": None, "upstream": {"00": "u"}, "files": {"ref.json": "r"}}
+    base = {
+        "notebook": "n",
+        "code": {"helpers.a": "1"},
+        "parameters": {"seed": 0},
+        "libraries": {"torch": "2"},
+        "data": None,
+        "upstream": {"00": "u"},
+        "files": {"ref.json": "r"},
+    }
     return base | inputs
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({}, None),
-    ({"notebook": "n2"}, "the notebook changed"),
-    ({"code": {"helpers.a": "2"}}, "helpers code changed: helpers.a"),
-    ({"code": {"helpers.a": "1", "helpers.b": "1"}}, "helpers code changed: helpers.b"),
-    ({"parameters": {"seed": 1}}, "parameters changed: seed"),
-    ({"libraries": {"torch": "3"}}, "library versions changed: torch"),
-    ({"data": "d"}, "the data folder changed"),
-    ({"upstream": {"00": "v"}}, "outputs it reads changed: 00"),
-    ({"files": {"ref.json": "missing"}}, "files it reads changed: ref.json"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({}, None),
+        ({"notebook": "n2"}, "the notebook changed"),
+        ({"code": {"helpers.a": "2"}}, "helpers code changed: helpers.a"),
+        ({"code": {"helpers.a": "1", "helpers.b": "1"}}, "helpers code changed: helpers.b"),
+        ({"parameters": {"seed": 1}}, "parameters changed: seed"),
+        ({"libraries": {"torch": "3"}}, "library versions changed: torch"),
+        ({"data": "d"}, "the data folder changed"),
+        ({"upstream": {"00": "v"}}, "outputs it reads changed: 00"),
+        ({"files": {"ref.json": "missing"}}, "files it reads changed: ref.json"),
+    ],
+)
 def test_stale_reasons_name_what_changed(change, reason):
     previous = {"status": "ok", "inputs": _entry(), "outputs": "o"}
     assert incremental.stale_reasons(previous, _entry(**change), "o") == ([reason] if reason else [])
@@ -155,6 +172,7 @@ def test_promote_and_recover_an_interrupted_swap(tmp_path):
 
 # ---- whole runs on tiny notebooks -------------------------------------------------------------------------------
 
+
 def _notebook(folder: Path, name: str, body: str, outputs: list[str], reads: list[str] = ()) -> None:
     declared = 'profile = "cpu"\nseed = 0\nreports_root = ""' + ("\nskip_bad = False" if "skip_bad" in body else "")
     params = new_code_cell(declared)
@@ -171,13 +189,28 @@ def _course(tmp_path: Path, b_extra: str = "", a_text: str = "f'a seed={seed} sk
     nbs.mkdir(exist_ok=True)
     if not pkg.exists():
         shutil.copytree(PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    _notebook(nbs, "00_a", "from helpers import paths\nout = paths.stage_dir(profile, 'a', reports_root)\n"
-                            f"(out / 'a.txt').write_text({a_text})", ["a"])
-    _notebook(nbs, "01_b", "from helpers import paths, tables\nrun = paths.run_dir(profile, reports_root)\n"
-                            f"(run / 'b').mkdir(exist_ok=True)\n(run / 'b' / 'b.txt').write_text('b<' + (run / 'a' / 'a.txt').read_text())\n{b_extra}",
-              ["b"], reads=["00_a"])
-    _notebook(nbs, "02_c", "from helpers import paths\nout = paths.stage_dir(profile, 'c', reports_root)\n"
-                            "(out / 'c.txt').write_text('c')", ["c"])
+    _notebook(
+        nbs,
+        "00_a",
+        "from helpers import paths\nout = paths.stage_dir(profile, 'a', reports_root)\n"
+        f"(out / 'a.txt').write_text({a_text})",
+        ["a"],
+    )
+    _notebook(
+        nbs,
+        "01_b",
+        "from helpers import paths, tables\nrun = paths.run_dir(profile, reports_root)\n"
+        "(run / 'b').mkdir(exist_ok=True)\n"
+        f"(run / 'b' / 'b.txt').write_text('b<' + (run / 'a' / 'a.txt').read_text())\n{b_extra}",
+        ["b"],
+        reads=["00_a"],
+    )
+    _notebook(
+        nbs,
+        "02_c",
+        "from helpers import paths\nout = paths.stage_dir(profile, 'c', reports_root)\n(out / 'c.txt').write_text('c')",
+        ["c"],
+    )
     return nbs, pkg
 
 
@@ -205,7 +238,9 @@ def test_incremental_runs_rerun_exactly_what_changed(tmp_path, capsys):
     manifest = json.loads((run / "manifest.json").read_text())
     entry = manifest["notebooks"][1]
     assert entry["executed"] == "notebooks/01_b.ipynb" and entry["html"] == "notebooks/01_b.html"
-    assert {"helpers.paths", "helpers.tables"} <= set(entry["inputs"]["code"]) and entry["inputs"]["upstream"].keys() == {"00_a"}
+    assert {"helpers.paths", "helpers.tables"} <= set(entry["inputs"]["code"]) and entry["inputs"][
+        "upstream"
+    ].keys() == {"00_a"}
     assert "reports_root" not in entry["parameters"] and not (tmp_path / "reports" / ".staging" / "smoke").exists()
 
     before = _snapshot(run)
@@ -225,7 +260,10 @@ def test_incremental_runs_rerun_exactly_what_changed(tmp_path, capsys):
 
     (run / "c" / "c.txt").write_text("edited by hand")  # own output modified: it is rebuilt
     code, lines = _run(tmp_path, nbs, pkg, capsys, skip_bad=True)
-    assert lines["02_c"] == "runs: its own outputs are missing or were modified" and (run / "c" / "c.txt").read_text() == "c"
+    assert (
+        lines["02_c"] == "runs: its own outputs are missing or were modified"
+        and (run / "c" / "c.txt").read_text() == "c"
+    )
     code, lines = _run(tmp_path, nbs, pkg, capsys, skip_bad=True, force=True, only=["02"])
     assert lines == {"00_a": "", "01_b": "", "02_c": "runs: forced (--force)"}
 
@@ -257,10 +295,14 @@ def test_killed_run_leaves_the_previous_report_intact(tmp_path, capsys):
     nbs, pkg, run, stage, good = _good_run(tmp_path, capsys)
     # 01 now writes its output and then hangs: the run is killed while it works
     _course(tmp_path, b_extra="import time\nfor _ in range(600):\n    time.sleep(0.1)")
-    script = (f"import sys\nfrom helpers.runner import run_course\nsys.exit(run_course('smoke', reports_root={str(tmp_path / 'reports')!r}, "
-              f"notebooks=__import__('pathlib').Path({str(nbs)!r}), package=__import__('pathlib').Path({str(pkg)!r})))")
-    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = (
+        "import sys\nfrom helpers.runner import run_course\n"
+        f"sys.exit(run_course('smoke', reports_root={str(tmp_path / 'reports')!r}, "
+        f"notebooks=__import__('pathlib').Path({str(nbs)!r}), package=__import__('pathlib').Path({str(pkg)!r})))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not (stage / "b" / "b.txt").is_file() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -271,5 +313,7 @@ def test_killed_run_leaves_the_previous_report_intact(tmp_path, capsys):
     _course(tmp_path)  # no more hanging: the next run resumes and completes
     code, lines = _run(tmp_path, nbs, pkg, capsys)
     # 01 had rewritten b.txt with the same bytes before the kill: the mark left in the manifest still re-runs it
-    assert code == 0 and lines["00_a"].startswith("up to date") and lines["01_b"] == "runs: its last run was interrupted"
+    assert (
+        code == 0 and lines["00_a"].startswith("up to date") and lines["01_b"] == "runs: its last run was interrupted"
+    )
     assert not stage.exists() and (run / "b" / "b.txt").read_text() == "b<a seed=0 skip=False"

@@ -5,8 +5,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers.data import (DataError, ImageCache, detect_sources, generate, load_samples, prepare, scan_classification,
-                          scan_image_folder, scan_segmentation)
+from helpers.data import (
+    DataError,
+    ImageCache,
+    detect_sources,
+    generate,
+    load_samples,
+    prepare,
+    scan_classification,
+    scan_image_folder,
+    scan_segmentation,
+)
 
 from conftest import snapshot, write_image, write_mask
 
@@ -22,6 +31,7 @@ def problems_of(fn):
 
 
 # --- layouts that work ------------------------------------------------------------------------------------
+
 
 def test_classification_tree_classes_from_folders(cls_tree):
     samples, classes, bad = scan_classification(cls_tree)
@@ -82,6 +92,7 @@ def test_modes_are_converted_to_rgb(tmp_path):
 
 
 # --- every bad-input case: a clear error naming the file and the problem -----------------------------------
+
 
 def test_empty_file(seg_tree):
     (seg_tree / "images" / "id0.jpg").write_bytes(b"")

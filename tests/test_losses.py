@@ -53,7 +53,9 @@ def test_kd_soft_part_vanishes_when_student_equals_teacher():
     g = torch.Generator().manual_seed(3)
     s, y = torch.randn(4, 3, generator=g), torch.tensor([0, 1, 2, 1])
     assert kd_loss(s, s.clone(), y, temperature=3, alpha=1.0).item() == pytest.approx(0.0, abs=1e-6)
-    assert kd_loss(s, s.clone(), y, temperature=3, alpha=0.6).item() == pytest.approx(0.4 * F.cross_entropy(s, y).item())
+    assert kd_loss(s, s.clone(), y, temperature=3, alpha=0.6).item() == pytest.approx(
+        0.4 * F.cross_entropy(s, y).item()
+    )
 
 
 def test_kd_gradient_scale_does_not_depend_on_temperature():

@@ -85,8 +85,19 @@ def colour_coded_red_green():  # red = neoplastic, green = non-neoplastic, black
     return _png(Image.fromarray(rgb)), 256 + 60
 
 
-ENCODINGS = [grey_255, grey_01, jpeg_grey_edges, rgb_jpeg_like_kvasir, sixteen_bit, sixteen_bit_01, one_bit,
-             grey_alpha_is_mask, rgba_on_transparent_white, palette_dark_red, colour_coded_red_green]
+ENCODINGS = [
+    grey_255,
+    grey_01,
+    jpeg_grey_edges,
+    rgb_jpeg_like_kvasir,
+    sixteen_bit,
+    sixteen_bit_01,
+    one_bit,
+    grey_alpha_is_mask,
+    rgba_on_transparent_white,
+    palette_dark_red,
+    colour_coded_red_green,
+]
 
 
 @pytest.mark.parametrize("make", ENCODINGS, ids=lambda f: f.__name__)
@@ -110,7 +121,10 @@ def test_colour_classes_are_kept_and_counted():
 def test_a_mask_drawn_too_dark_warns_instead_of_silently_empty():
     pixels, _, info = decode_mask(_png(Image.fromarray(_box(_canvas(), 100))), None)
     assert not pixels.any()
-    assert "decodes to no polyp although 256 pixel(s) are drawn" in info["warning"] and "brightest value 100" in info["warning"]
+    assert (
+        "decodes to no polyp although 256 pixel(s) are drawn" in info["warning"]
+        and "brightest value 100" in info["warning"]
+    )
     assert "warning" not in decode_mask(_png(Image.fromarray(_canvas())), None)[2]  # a truly empty mask is fine
 
 

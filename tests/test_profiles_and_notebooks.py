@@ -19,7 +19,9 @@ def test_course_has_notebooks_in_order():
     known = set(names)
     for spec in NOTEBOOKS:
         assert set(spec.depends_on) <= known, f"{spec.name} depends on unknown notebooks"
-        assert all(names.index(d) < names.index(spec.name) for d in spec.depends_on), f"{spec.name}: upstream runs later"
+        assert all(names.index(d) < names.index(spec.name) for d in spec.depends_on), (
+            f"{spec.name}: upstream runs later"
+        )
 
 
 @pytest.mark.parametrize("spec", NOTEBOOKS, ids=lambda s: s.name)
@@ -29,7 +31,9 @@ def test_parameters_cell_defaults_are_the_cpu_profile(spec):
     expected = PROFILES["cpu"].params_for(spec.name)
     for name, value in expected.items():
         assert name in defaults, f"{spec.path.name}: parameters cell does not declare {name}"
-        assert defaults[name] == value, f"{spec.path.name}: default {name}={defaults[name]!r}, cpu profile says {value!r}"
+        assert defaults[name] == value, (
+            f"{spec.path.name}: default {name}={defaults[name]!r}, cpu profile says {value!r}"
+        )
 
 
 @pytest.mark.parametrize("spec", NOTEBOOKS, ids=lambda s: s.name)

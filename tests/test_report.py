@@ -12,26 +12,69 @@ from helpers.__main__ import main
 def _fake_run(root, dice_shift=0.0, with_deploy=True):
     """A run folder with the tables notebooks 03, 04 and 06 write (only the columns `collect` reads)."""
     (root / "03_kd").mkdir(parents=True)
-    pd.DataFrame([
-        {"student": "resnet18 (teacher)", "method": "SSL + fine-tune", "temperature": None, "runs": 1,
-         "test_macro_f1_mean": 0.75, "test_macro_f1_std": 0.0, "test_accuracy_mean": 0.70, "test_accuracy_std": 0.0},
-        {"student": "resnet18", "method": "KD", "temperature": 4.0, "runs": 3,
-         "test_macro_f1_mean": 0.70, "test_macro_f1_std": 0.02, "test_accuracy_mean": 0.68, "test_accuracy_std": 0.03},
-    ]).to_csv(root / "03_kd" / "results.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "student": "resnet18 (teacher)",
+                "method": "SSL + fine-tune",
+                "temperature": None,
+                "runs": 1,
+                "test_macro_f1_mean": 0.75,
+                "test_macro_f1_std": 0.0,
+                "test_accuracy_mean": 0.70,
+                "test_accuracy_std": 0.0,
+            },
+            {
+                "student": "resnet18",
+                "method": "KD",
+                "temperature": 4.0,
+                "runs": 3,
+                "test_macro_f1_mean": 0.70,
+                "test_macro_f1_std": 0.02,
+                "test_accuracy_mean": 0.68,
+                "test_accuracy_std": 0.03,
+            },
+        ]
+    ).to_csv(root / "03_kd" / "results.csv", index=False)
     (root / "04_seg").mkdir()
-    pd.DataFrame([{"arch": "unet", "augmentation": "+ copy-paste", "init": "random", "runs": 2,
-                   "test_dice_mean": 0.80 + dice_shift, "test_dice_std": 0.004, "test_iou_mean": 0.70, "test_iou_std": 0.03}]
-                 ).to_csv(root / "04_seg" / "results.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "arch": "unet",
+                "augmentation": "+ copy-paste",
+                "init": "random",
+                "runs": 2,
+                "test_dice_mean": 0.80 + dice_shift,
+                "test_dice_std": 0.004,
+                "test_iou_mean": 0.70,
+                "test_iou_std": 0.03,
+            }
+        ]
+    ).to_csv(root / "04_seg" / "results.csv", index=False)
     if with_deploy:
         (root / "06_deploy").mkdir()
-        pd.DataFrame([{"model": "student", "runtime": "OpenVINO FP32", "max_abs_logit_diff": 3e-6, "accuracy": 0.7,
-                       "macro_f1": 0.72}]).to_csv(root / "06_deploy" / "accuracy_by_precision.csv", index=False)
+        pd.DataFrame(
+            [
+                {
+                    "model": "student",
+                    "runtime": "OpenVINO FP32",
+                    "max_abs_logit_diff": 3e-6,
+                    "accuracy": 0.7,
+                    "macro_f1": 0.72,
+                }
+            ]
+        ).to_csv(root / "06_deploy" / "accuracy_by_precision.csv", index=False)
     return root
 
 
 def test_collect_names_every_headline_metric_with_its_seed_spread(tmp_path):
     metrics = report.collect(_fake_run(tmp_path / "run"))
-    assert metrics["kd.teacher.test_macro_f1"] == {"value": 0.75, "std": None, "stage": "03_kd", "source": "03_kd/results.csv"}
+    assert metrics["kd.teacher.test_macro_f1"] == {
+        "value": 0.75,
+        "std": None,
+        "stage": "03_kd",
+        "source": "03_kd/results.csv",
+    }
     assert metrics["kd.resnet18.kd_t4.test_macro_f1"]["std"] == 0.02
     assert metrics["seg.unet.copy_paste.random.test_dice"]["value"] == 0.80
     assert metrics["deploy.student.fp32_parity_max_abs_logit_diff"]["value"] == 3e-6
@@ -41,7 +84,9 @@ def test_tolerances_follow_the_stated_rule(tmp_path):
     tol = report.tolerances(report.collect(_fake_run(tmp_path / "run")))
     # 2 x max(own std 0.02, median std of its stage: 0.02, 0.03 -> 0.025): a lucky small spread is not trusted
     assert tol["kd.resnet18.kd_t4.test_macro_f1"] == pytest.approx(0.05)
-    assert tol["kd.teacher.test_macro_f1"] == pytest.approx(0.05)  # single run: 2 x median std of its stage (0.02, 0.03)
+    assert tol["kd.teacher.test_macro_f1"] == pytest.approx(
+        0.05
+    )  # single run: 2 x median std of its stage (0.02, 0.03)
     assert tol["seg.unet.copy_paste.random.test_dice"] == pytest.approx(0.034)  # own 0.004 < stage median 0.017
     assert tol["seg.unet.copy_paste.random.test_iou"] == pytest.approx(0.06)  # own 0.03 > stage median
     assert tol["deploy.student.fp32_parity_max_abs_logit_diff"] == report.PARITY_TOLERANCE
@@ -93,7 +138,12 @@ def test_a_choice_that_moved_is_its_own_line_and_its_metrics_keep_their_role_key
 
 
 def test_verify_says_whether_the_code_paths_allow_identical_results():
-    pinned = {"mode": "pinned", "threads": 2, "variables": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "cpu_flags": ["avx2", "avx512f"]}
+    pinned = {
+        "mode": "pinned",
+        "threads": 2,
+        "variables": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+        "cpu_flags": ["avx2", "avx512f"],
+    }
     assert "identical metrics expected" in report.code_paths(pinned, pinned | {"cpu_flags": ["avx2"]})
     assert "differences within the tolerances" in report.code_paths(pinned | {"mode": "native"}, pinned)
     assert "not recorded" in report.code_paths(None, pinned)
@@ -101,12 +151,27 @@ def test_verify_says_whether_the_code_paths_allow_identical_results():
 
 def test_manifest_section_says_which_notebooks_were_reused_and_from_when():
     ran = {"started": "2026-11-01T10:00:00+00:00", "commit": "1234567890abcdef"}
-    manifest = {"profile": "smoke", "seed": 0, "git": {"commit": "feedbeef", "dirty": False}, "notebooks": [
-        {"name": "00_data", "status": "ok", "up_to_date": True, "ran": ran, "wall_s": 5.0},
-        {"name": "01_eda", "status": "failed", "ran": ran | {"started": "2026-11-02T10:00:00+00:00"}, "wall_s": 1.0},
-        {"name": "07_report", "status": "running", "ran": ran}]}
+    manifest = {
+        "profile": "smoke",
+        "seed": 0,
+        "git": {"commit": "feedbeef", "dirty": False},
+        "notebooks": [
+            {"name": "00_data", "status": "ok", "up_to_date": True, "ran": ran, "wall_s": 5.0},
+            {
+                "name": "01_eda",
+                "status": "failed",
+                "ran": ran | {"started": "2026-11-02T10:00:00+00:00"},
+                "wall_s": 1.0,
+            },
+            {"name": "07_report", "status": "running", "ran": ran},
+        ],
+    }
     text = report.manifest_section(manifest)
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| 0")}
-    assert "ok, up to date (reused)" in rows["00_data"] and "2026-11-01T10:00:00" in rows["00_data"] and "1234567890" in rows["00_data"]
+    assert (
+        "ok, up to date (reused)" in rows["00_data"]
+        and "2026-11-01T10:00:00" in rows["00_data"]
+        and "1234567890" in rows["00_data"]
+    )
     assert "failed" in rows["01_eda"] and "2026-11-02" in rows["01_eda"]
     assert "writing this report" in rows["07_report"]

@@ -76,8 +76,12 @@ def test_notebook_whose_data_task_is_absent_is_not_applicable(tmp_path, capsys):
 
 
 def test_upstream_of_follows_reads_transitively():
-    specs = [NotebookSpec("00_data", None), NotebookSpec("01_eda", None, ["00_data"]),
-             NotebookSpec("02_ssl", None, ["00_data"]), NotebookSpec("07_report", None, reads=["01_eda", "02_ssl"])]
+    specs = [
+        NotebookSpec("00_data", None),
+        NotebookSpec("01_eda", None, ["00_data"]),
+        NotebookSpec("02_ssl", None, ["00_data"]),
+        NotebookSpec("07_report", None, reads=["01_eda", "02_ssl"]),
+    ]
     assert upstream_of(specs, [specs[1]]) == {"00_data": "01_eda"}
     assert upstream_of(specs, [specs[3]]) == {"01_eda": "07_report", "02_ssl": "07_report", "00_data": "07_report"}
     assert upstream_of(specs, specs[:2]) == {}
@@ -146,7 +150,9 @@ def test_a_notebook_refuses_a_data_report_about_other_data(tmp_path):
     path.write_text(json.dumps({"origin": "synthetic", "data_root": "/x/synthetic"}))
     assert read_data_report("smoke", tmp_path, "")["origin"] == "synthetic"
     assert read_data_report("smoke", tmp_path)["origin"] == "synthetic"  # no expectation: no check
-    with pytest.raises(DataError, match=r"describes the embedded synthetic data, but this notebook was asked for /elsewhere"):
+    with pytest.raises(
+        DataError, match=r"describes the embedded synthetic data, but this notebook was asked for /elsewhere"
+    ):
         read_data_report("smoke", tmp_path, "/elsewhere")
     path.write_text(json.dumps({"origin": "real", "data_root": str(tmp_path)}))
     assert read_data_report("smoke", tmp_path, str(tmp_path))["origin"] == "real"

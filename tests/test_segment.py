@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import segment
+from helpers import augment, segment
 from helpers.training import seed_everything
 
 
@@ -43,8 +43,9 @@ def test_paste_is_exact_binary_aligned_and_never_over_a_polyp():
     src_img, src_mask = _frame(polyp=(40, 40, 9), colour=(230, 200, 40))
     before = dst_img.copy(), dst_mask.copy()
     for seed in range(20):
-        img, mask, pasted = segment.paste_polyp(dst_img, dst_mask, src_img, src_mask, np.random.default_rng(seed),
-                                                feather=2)
+        img, mask, pasted = augment.paste_polyp(
+            dst_img, dst_mask, src_img, src_mask, np.random.default_rng(seed), feather=2
+        )
         assert pasted and set(np.unique(mask)) == {0, 1}
         new = (mask == 1) & (dst_mask == 0)
         assert new.sum() == src_mask.sum()  # the pasted component, whole, exactly
@@ -55,7 +56,7 @@ def test_paste_is_exact_binary_aligned_and_never_over_a_polyp():
                 grown |= np.roll(np.roll(new, dy, 0), dx, 1)
         assert not (grown & (dst_mask == 1)).any()  # nothing pasted over or touching the existing polyp
         assert np.array_equal(img[mask == 0], dst_img[mask == 0])  # outside the new mask the image is untouched
-        core = new & (segment._soft_alpha(new, 2) == 1)
+        core = new & (augment.soft_alpha(new, 2) == 1)
         assert core.sum() > 0 and (img[core] == (230, 200, 40)).all()  # image and mask aligned
     assert np.array_equal(dst_img, before[0]) and np.array_equal(dst_mask, before[1])  # inputs not modified
 
@@ -63,14 +64,14 @@ def test_paste_is_exact_binary_aligned_and_never_over_a_polyp():
 def test_paste_gives_up_when_there_is_no_room():
     full_img, full_mask = _frame(size=24, polyp=(12, 12, 30))
     src_img, src_mask = _frame(polyp=(40, 40, 6))
-    img, mask, pasted = segment.paste_polyp(full_img, full_mask, src_img, src_mask, np.random.default_rng(0))
+    img, mask, pasted = augment.paste_polyp(full_img, full_mask, src_img, src_mask, np.random.default_rng(0))
     assert not pasted and img is full_img and mask is full_mask
 
 
 def test_copy_paste_transform_adds_polyps_from_the_pool():
     pool = [_frame(polyp=(40, 40, 6)), _frame()]  # the polyp-free frame is left out of the pool
-    aug = segment.CopyPaste(np.stack([p[0] for p in pool]), np.stack([p[1] for p in pool]), p=1.0, max_pastes=3)
-    assert len(aug.images) == 1
+    aug = augment.CopyPaste(np.stack([p[0] for p in pool]), np.stack([p[1] for p in pool]), p=1.0, max_pastes=3)
+    assert len(aug.pieces) == 1  # one polyp in the whole pool
     img, mask = aug(*_frame(polyp=(10, 10, 5)))
     from scipy import ndimage
 
@@ -89,34 +90,61 @@ def _toy(n=12, size=64, seed=0):
     return np.stack(images), np.stack(masks)
 
 
-def test_joint_transforms_move_image_and_mask_together():
-    images, masks = _toy(4)
+def _batch(images, masks, names, p=1.0, seed=0):
+    return augment.augment_batch(
+        torch.from_numpy(images).permute(0, 3, 1, 2),
+        torch.from_numpy(masks)[:, None],
+        names,
+        p,
+        torch.Generator().manual_seed(seed),
+    )
+
+
+def test_batched_augmentations_move_image_and_mask_together():
+    images, masks = _toy(8)
     with pytest.raises(ValueError, match="unknown augmentation"):
-        segment.joint_transform(["rotate", "sharpen"])
-    torch.manual_seed(0)
-    data = segment.SegmentationSet(images, masks, segment.ABLATION["+ blur"])
-    for i in range(len(data)):
-        for _ in range(5):
-            x, y = data[i]
-            assert x.shape == (3, 64, 64) and x.dtype == torch.float32 and y.shape == (1, 64, 64)
-            assert set(torch.unique(y).tolist()) <= {0.0, 1.0}  # nearest-neighbour resampling keeps masks binary
-            red = x[0] * 0.229 + 0.485 > 0.75  # the disc, read back from the transformed image
-            assert (red == y[0].bool()).float().mean() > 0.97  # aligned up to interpolated edge pixels
+        _batch(images, masks, ["rotate", "sharpen"])
+    for seed in range(4):
+        x, y = _batch(images, masks, augment.ABLATION["+ blur"], p=0.7, seed=seed)
+        assert x.shape == (8, 3, 64, 64) and x.dtype == torch.float32 and y.shape == (8, 1, 64, 64)
+        assert set(torch.unique(y).tolist()) <= {0.0, 1.0}  # nearest-neighbour resampling keeps masks binary
+        red = augment.unnormalise(x)[..., 0] > 190  # the disc, read back from the transformed image
+        assert ((red == y[:, 0].bool().numpy()).mean(axis=(1, 2)) > 0.97).all()  # aligned up to edge pixels
 
 
-def test_colour_and_blur_never_touch_the_mask():
+def test_a_flip_is_exact_and_p_zero_changes_nothing():
     images, masks = _toy(3)
-    data = segment.SegmentationSet(images, masks, ["colour", "blur"])
-    for i in range(3):
-        assert torch.equal(data[i][1][0], torch.from_numpy(masks[i]).float())
+    plain_x, plain_y = _batch(images, masks, [])
+    x, y = _batch(images, masks, ["hflip"])
+    assert torch.allclose(x, plain_x.flip(-1), atol=1e-5) and torch.equal(y, plain_y.flip(-1))
+    x, y = _batch(images, masks, augment.ABLATION["+ blur"], p=0.0)
+    assert torch.equal(x, plain_x) and torch.equal(y, plain_y)
+    assert np.array_equal(augment.unnormalise(plain_x), images)  # what the model sees, read back exactly
 
 
-def test_copy_paste_in_the_dataset_adds_polyps_from_the_training_set_only():
+def test_colour_and_blur_never_touch_the_mask_and_blur_keeps_flat_areas():
+    images, masks = _toy(3)
+    x, y = _batch(images, masks, ["colour", "blur"])
+    assert torch.equal(y[:, 0], torch.from_numpy(masks).float())
+    flat = np.full((2, 16, 16, 3), 120, np.uint8)
+    x, _ = _batch(flat, np.zeros((2, 16, 16), np.uint8), ["blur"])
+    assert np.abs(augment.unnormalise(x).astype(int) - 120).max() <= 1
+
+
+def test_batches_are_seeded_and_cover_the_epoch():
+    images, masks = _toy(10)
+    first = [x for x, _ in augment.SegmentationBatches(images, masks, augment.ABLATION["+ copy-paste"], 4, seed=3)]
+    again = [x for x, _ in augment.SegmentationBatches(images, masks, augment.ABLATION["+ copy-paste"], 4, seed=3)]
+    assert len(first) == 2 and all(torch.equal(a, b) for a, b in zip(first, again))  # 10 frames, batch 4, drop last
+    assert len(augment.SegmentationBatches(images, masks, [], 16)) == 1  # fewer frames than a batch: one batch
+
+
+def test_copy_paste_in_the_batches_adds_polyps_from_the_training_set_only():
     images, masks = _toy(6)
-    data = segment.SegmentationSet(images, masks, ["copy_paste"], seed=1)
-    areas = [data[i][1].sum().item() for i in range(6) for _ in range(3)]
-    assert max(a - masks[i // 3].sum() for i, a in enumerate(areas)) > 0  # some frames got a pasted polyp
-    assert len(data.copy_paste.images) == 6
+    batches = augment.SegmentationBatches(images, masks, ["copy_paste"], batch_size=6, seed=1, drop_last=False)
+    areas = [y.sum((1, 2, 3)) for _ in range(3) for _, y in batches]
+    assert max(float(a.sum()) for a in areas) > masks.sum()  # some frames got a pasted polyp
+    assert len(batches.copy_paste.pieces) == 6  # one polyp per training frame, nothing else
 
 
 def _encoder_checkpoint(tmp_path, name):
@@ -133,7 +161,9 @@ def test_build_starts_from_the_ssl_encoder_and_refuses_a_wrong_one(tmp_path, arc
     model = segment.build(arch, "resnet18", path)
     saved = torch.load(path, weights_only=True)
     assert torch.equal(model.encoder.model.state_dict()["layer3.0.conv1.weight"], saved["layer3.0.conv1.weight"])
-    assert not torch.equal(segment.build(arch, "resnet18").encoder.model.state_dict()["conv1.weight"], saved["conv1.weight"])
+    assert not torch.equal(
+        segment.build(arch, "resnet18").encoder.model.state_dict()["conv1.weight"], saved["conv1.weight"]
+    )
     with pytest.raises(ValueError, match="does not fit a resnet34 encoder"):
         segment.build(arch, "resnet34", path)
     with pytest.raises(ValueError, match="unknown architecture"):
@@ -166,21 +196,44 @@ def test_fit_learns_toy_discs_and_keeps_the_best_validation_epoch():
 def test_grid_rejects_unknown_rows_and_ssl_without_weights():
     data = {s: _toy(4) for s in ("train", "val", "test")}
     with pytest.raises(ValueError, match="not an ABLATION row"):
-        segment.train_grid([{"arch": "unet", "encoder": "resnet18", "augmentation": "mixup", "init": "random"}], [0], data, 1, 1e-3, 4)
+        segment.train_grid(
+            [{"arch": "unet", "encoder": "resnet18", "augmentation": "mixup", "init": "random"}], [0], data, 1, 1e-3, 4
+        )
     with pytest.raises(ValueError, match="needs `encoder_weights`"):
-        segment.train_grid([{"arch": "unet", "encoder": "resnet18", "augmentation": "none", "init": "SSL"}], [0], data, 1, 1e-3, 4)
+        segment.train_grid(
+            [{"arch": "unet", "encoder": "resnet18", "augmentation": "none", "init": "SSL"}], [0], data, 1, 1e-3, 4
+        )
 
 
 def test_ablation_verdicts_claim_only_differences_beyond_the_spread():
-    rows = [("none", "random", 0.70, 0.01, 0.70), ("geometric", "random", 0.76, 0.02, 0.75),
-            ("+ blur", "random", 0.71, 0.03, 0.71), ("+ copy-paste", "random", 0.60, 0.01, 0.60),
-            ("geometric", "SSL", 0.77, 0.02, 0.77)]
-    summary = pd.DataFrame([{"arch": "unet", "augmentation": a, "init": i, "test_dice_mean": m, "test_dice_std": s,
-                             "val_dice_mean": v, "runs": 2} for a, i, m, s, v in rows])
+    rows = [
+        ("none", "random", 0.70, 0.01, 0.70),
+        ("geometric", "random", 0.76, 0.02, 0.75),
+        ("+ blur", "random", 0.71, 0.03, 0.71),
+        ("+ copy-paste", "random", 0.60, 0.01, 0.60),
+        ("geometric", "SSL", 0.77, 0.02, 0.77),
+    ]
+    summary = pd.DataFrame(
+        [
+            {
+                "arch": "unet",
+                "augmentation": a,
+                "init": i,
+                "test_dice_mean": m,
+                "test_dice_std": s,
+                "val_dice_mean": v,
+                "runs": 2,
+            }
+            for a, i, m, s, v in rows
+        ]
+    )
     assert segment.best_row(summary, "unet") == "geometric"
     by = {(v["new"], v["base"]): v for v in segment.ablation_verdicts(summary, "unet")}
     assert by[("geometric", "none")]["outcome"] == "better"
     assert by[("+ blur", "none")]["outcome"] == "tie_above"
-    assert by[("+ copy-paste", "none")]["outcome"] == "worse" and "**is worse than**" in by[("+ copy-paste", "none")]["text"]
+    assert (
+        by[("+ copy-paste", "none")]["outcome"] == "worse"
+        and "**is worse than**" in by[("+ copy-paste", "none")]["text"]
+    )
     assert by[("+ copy-paste", "+ blur")]["outcome"] == "worse"
     assert by[("geometric + SSL init", "geometric")]["outcome"] == "tie_above"

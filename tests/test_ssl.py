@@ -43,8 +43,19 @@ def test_one_pretraining_epoch_runs_and_updates_weights():
 
 def test_verdict_claims_a_gain_only_outside_the_spread():
     def draws(f1s):
-        return pd.DataFrame([{"label_fraction": 0.1, "labels": 30, "draw": d, "method": "linear probe",
-                              "accuracy": 0.0, "macro_f1": f1} for d, f1 in enumerate(f1s)])
+        return pd.DataFrame(
+            [
+                {
+                    "label_fraction": 0.1,
+                    "labels": 30,
+                    "draw": d,
+                    "method": "linear probe",
+                    "accuracy": 0.0,
+                    "macro_f1": f1,
+                }
+                for d, f1 in enumerate(f1s)
+            ]
+        )
 
     def table(ssl_f1, ssl_std):
         return ssl.compare({"SimCLR": draws([ssl_f1 - ssl_std, ssl_f1 + ssl_std]), "random init": draws([0.5, 0.5])})

@@ -13,7 +13,11 @@ from helpers.data.synthetic import CLASS_SHARE, CLASSES, generate, render_frame
 
 
 def tree_hashes(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +27,9 @@ def small(tmp_path_factory):
 
 
 def test_same_seed_same_bytes(small, tmp_path):
-    again = generate(tmp_path / "again", per_class=5, seg_pairs=4, unlabeled=3, seed=7, min_side=64, max_side=80, workers=1)
+    again = generate(
+        tmp_path / "again", per_class=5, seg_pairs=4, unlabeled=3, seed=7, min_side=64, max_side=80, workers=1
+    )
     assert tree_hashes(small) == tree_hashes(again)
 
 

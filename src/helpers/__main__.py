@@ -12,16 +12,24 @@ from .profiles import PROFILE_NAMES
 def _run(args: argparse.Namespace) -> int:
     from .runner import run_course
 
-    return run_course(profile=args.profile, data_root=args.data_root, only=args.only, reports_root=args.reports_root,
-                      skip_bad=args.skip_bad, force=args.force, numerics_mode=args.numerics)
+    return run_course(
+        profile=args.profile,
+        data_root=args.data_root,
+        only=args.only,
+        reports_root=args.reports_root,
+        skip_bad=args.skip_bad,
+        force=args.force,
+        numerics_mode=args.numerics,
+    )
 
 
 def _data(args: argparse.Namespace) -> int:
     from .data import DataError, prepare
 
     try:
-        prepared = prepare(args.profile, data_root=args.data_root, reports_root=args.reports_root,
-                           skip_bad=args.skip_bad)
+        prepared = prepare(
+            args.profile, data_root=args.data_root, reports_root=args.reports_root, skip_bad=args.skip_bad
+        )
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -36,8 +44,10 @@ def _data(args: argparse.Namespace) -> int:
         print(f"warning: {w['path']}: {w['problem']}", file=sys.stderr)
     for n in r["notes"]:
         print(f"note: {n['path']}: {n['note']}", file=sys.stderr)
-    print(f"masks: {r['masks']['encodings'] or 'none'}" + (f"; colour classes {r['masks']['colour_classes']}"
-                                                           if r["masks"]["colour_classes"] else ""))
+    print(
+        f"masks: {r['masks']['encodings'] or 'none'}"
+        + (f"; colour classes {r['masks']['colour_classes']}" if r["masks"]["colour_classes"] else "")
+    )
     return 0
 
 
@@ -50,11 +60,16 @@ def _out_problem(out: Path, source: Path, overwrite: bool) -> str:
         return "is a file, not a folder"
     folder = source if source.is_dir() else source.parent
     if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
-        return f"is inside the input folder {folder}: choose an output folder outside it (your files are never written over)"
+        return (
+            f"is inside the input folder {folder}: choose an output folder outside it "
+            "(your files are never written over)"
+        )
     earlier = [name for name in PREDICTION_OUTPUTS if (out / name).exists()]
     if earlier and not overwrite:
-        return (f"holds the results of an earlier run ({', '.join(earlier)}): choose another folder, or add --overwrite to "
-                "replace them")
+        return (
+            f"holds the results of an earlier run ({', '.join(earlier)}): choose another folder, or add --overwrite to "
+            "replace them"
+        )
     return ""
 
 
@@ -101,7 +116,9 @@ def _predict(args: argparse.Namespace) -> int:
         for name in PREDICTION_OUTPUTS:  # with --overwrite: our own earlier results only, so none is left stale
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        rows, failures = predict_files(model, files, out, args.threads, root=source if source.is_dir() else source.parent)
+        rows, failures = predict_files(
+            model, files, out, args.threads, root=source if source.is_dir() else source.parent
+        )
         write_csv(out / "predictions.csv", pd.DataFrame(rows))
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -164,56 +181,98 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", choices=PROFILE_NAMES, default="cpu",
-                       help="smoke: tiny, for tests; cpu (default): the course on a laptop; full: real data on a GPU")
-        p.add_argument("--data-root", default="", metavar="PATH",
-                       help="real data: a Kvasir-SEG folder (images/, masks/), Kvasir v2 class folders, a folder of "
-                            "images, or a folder holding kvasir-seg/ and kvasir-v2/. Default: embedded synthetic data")
-        p.add_argument("--skip-bad", action="store_true",
-                       help="leave out unreadable or inconsistent files (listed in the data report) instead of stopping")
-        p.add_argument("--reports-root", default="", metavar="DIR", help="write reports under DIR/<profile>/ (default: reports/)")
+        p.add_argument(
+            "--profile",
+            choices=PROFILE_NAMES,
+            default="cpu",
+            help="smoke: tiny, for tests; cpu (default): the course on a laptop; full: real data on a GPU",
+        )
+        p.add_argument(
+            "--data-root",
+            default="",
+            metavar="PATH",
+            help="real data: a Kvasir-SEG folder (images/, masks/), Kvasir v2 class folders, a folder of "
+            "images, or a folder holding kvasir-seg/ and kvasir-v2/. Default: embedded synthetic data",
+        )
+        p.add_argument(
+            "--skip-bad",
+            action="store_true",
+            help="leave out unreadable or inconsistent files (listed in the data report) instead of stopping",
+        )
+        p.add_argument(
+            "--reports-root", default="", metavar="DIR", help="write reports under DIR/<profile>/ (default: reports/)"
+        )
 
-    run = sub.add_parser("run", help="execute the out-of-date notebooks with Papermill and write reports/<profile>/",
-                         description="Execute the course notebooks in order with Papermill; executed copies, HTML and "
-                                     "manifest.json go to reports/<profile>/. A notebook whose inputs (notebook file, "
-                                     "the helpers modules it imports, parameters, library versions, data folder, "
-                                     "outputs of the notebooks it reads) are unchanged since its last successful run "
-                                     "is reported as up to date and not executed. The run works in "
-                                     "reports/.staging/<profile>/ and replaces reports/<profile>/ only when every "
-                                     "notebook it ran succeeded.")
+    run = sub.add_parser(
+        "run",
+        help="execute the out-of-date notebooks with Papermill and write reports/<profile>/",
+        description="Execute the course notebooks in order with Papermill; executed copies, HTML and "
+        "manifest.json go to reports/<profile>/. A notebook whose inputs (notebook file, "
+        "the helpers modules it imports, parameters, library versions, data folder, "
+        "outputs of the notebooks it reads) are unchanged since its last successful run "
+        "is reported as up to date and not executed. The run works in "
+        "reports/.staging/<profile>/ and replaces reports/<profile>/ only when every "
+        "notebook it ran succeeded.",
+    )
     common(run)
-    run.add_argument("--only", action="append", metavar="NAME",
-                     help="consider only this notebook (name or number prefix, e.g. 01 or 01_eda); repeatable")
+    run.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="consider only this notebook (name or number prefix, e.g. 01 or 01_eda); repeatable",
+    )
     run.add_argument("--force", action="store_true", help="run the selected notebooks even when they are up to date")
-    run.add_argument("--numerics", choices=("pinned", "native"), default="pinned",
-                     help="pinned (default): one CPU code path (oneDNN/MKL at AVX2, the profile's thread count), so "
-                          "results match the reference on any x86-64 CPU; native: every library picks its fastest "
-                          "path (results then differ by CPU, within verify's tolerances)")
+    run.add_argument(
+        "--numerics",
+        choices=("pinned", "native"),
+        default="pinned",
+        help="pinned (default): one CPU code path (oneDNN/MKL at AVX2, the profile's thread count), so "
+        "results match the reference on any x86-64 CPU; native: every library picks its fastest "
+        "path (results then differ by CPU, within verify's tolerances)",
+    )
     run.set_defaults(func=_run)
     data = sub.add_parser("data", help="validate and split the data only (what notebook 00 does)")
     common(data)
     data.set_defaults(func=_data)
-    predict = sub.add_parser("predict", help="run a deployed OpenVINO model (notebook 06) on image files",
-                             description="Classify or segment images with an OpenVINO IR written by notebook 06. "
-                                         "Writes predictions.csv (and mask/overlay PNGs for segmentation) to --out. "
-                                         "Bad files get a per-file error. Exit codes: 0 all predicted, 1 some files "
-                                         "failed, 2 usage or model error (e.g. a card that does not fit its IR).")
+    predict = sub.add_parser(
+        "predict",
+        help="run a deployed OpenVINO model (notebook 06) on image files",
+        description="Classify or segment images with an OpenVINO IR written by notebook 06. "
+        "Writes predictions.csv (and mask/overlay PNGs for segmentation) to --out. "
+        "Bad files get a per-file error. Exit codes: 0 all predicted, 1 some files "
+        "failed, 2 usage or model error (e.g. a card that does not fit its IR).",
+    )
     predict.add_argument("--model", required=True, metavar="PATH.xml", help="OpenVINO IR with its .bin and .json card")
     predict.add_argument("--input", required=True, metavar="FILE_OR_FOLDER", help="an image, or a folder of images")
     predict.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     predict.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: OpenVINO's)")
-    predict.add_argument("--overwrite", action="store_true",
-                         help="replace the predictions.csv, mask/ and overlay/ of an earlier run in --out")
+    predict.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the predictions.csv, mask/ and overlay/ of an earlier run in --out",
+    )
     predict.set_defaults(func=_predict)
-    for name, func, text in (("verify", _verify, "compare a run's headline metrics with the committed reference; exit 1 on "
-                                                  "any FAIL or MISSING metric"),
-                             ("make-reference", _make_reference, "write a run's headline metrics and tolerances as the "
-                                                                 "reference (maintainers)")):
+    for name, func, text in (
+        (
+            "verify",
+            _verify,
+            "compare a run's headline metrics with the committed reference; exit 1 on any FAIL or MISSING metric",
+        ),
+        (
+            "make-reference",
+            _make_reference,
+            "write a run's headline metrics and tolerances as the reference (maintainers)",
+        ),
+    ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--profile", choices=PROFILE_NAMES, default="cpu")
         cmd.add_argument("--run-dir", default="", metavar="DIR", help="the run folder (default: reports/<profile>/)")
-        cmd.add_argument("--reference", default="", metavar="FILE",
-                         help="reference file (default: reports/reference/<profile>/metrics.json)")
+        cmd.add_argument(
+            "--reference",
+            default="",
+            metavar="FILE",
+            help="reference file (default: reports/reference/<profile>/metrics.json)",
+        )
         cmd.set_defaults(func=func)
     args = parser.parse_args(argv)
     return args.func(args)

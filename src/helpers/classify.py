@@ -16,8 +16,7 @@ import pandas as pd
 import timm
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support,
-                             roc_auc_score)
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.utils.data import DataLoader
@@ -25,8 +24,7 @@ from torchvision.transforms import v2
 
 from .distill import kd_loss
 from .progress import progress
-from .training import (IMAGENET_MEAN, IMAGENET_STD, ArrayDataset, device, extract_features, load_encoder,
-                       seed_everything)
+from .training import IMAGENET_MEAN, IMAGENET_STD, ArrayDataset, device, extract_features, load_encoder, seed_everything
 
 
 def build(name: str, n_classes: int, encoder_weights: Path | None = None) -> nn.Module:
@@ -60,15 +58,17 @@ def load_saved(kd_dir: Path, name: str | None = None) -> nn.Module:
 
 def train_transform(image_size: int) -> v2.Compose:
     """Mild augmentation: crops keep most of the frame (a polyp must stay in it), no hue change (dye is blue)."""
-    return v2.Compose([
-        v2.ToImage(),
-        v2.RandomResizedCrop(image_size, scale=(0.7, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomVerticalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.1, 0.0)], p=0.5),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(image_size, scale=(0.7, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.1, 0.0)], p=0.5),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -81,10 +81,23 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 64) ->
     return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
-def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
-        val_labels: np.ndarray, epochs: int, lr: float, batch_size: int, seed: int, image_size: int,
-        teacher: nn.Module | None = None, temperature: float = 4.0, alpha: float = 0.7,
-        weights: torch.Tensor | None = None, desc: str = "train") -> pd.DataFrame:
+def fit(
+    model: nn.Module,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    image_size: int,
+    teacher: nn.Module | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+    weights: torch.Tensor | None = None,
+    desc: str = "train",
+) -> pd.DataFrame:
     """Train with AdamW + cosine decay; keep the epoch with the best validation macro F1.
 
     Without a teacher the loss is (weighted) cross-entropy; with one it is
@@ -96,9 +109,13 @@ def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, va
     if teacher is not None:
         teacher.to(dev).eval()
     w = weights.to(dev) if weights is not None else None
-    loader = DataLoader(ArrayDataset(train_images, train_labels, train_transform(image_size)), batch_size=batch_size,
-                        shuffle=True, drop_last=len(train_images) > batch_size,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        ArrayDataset(train_images, train_labels, train_transform(image_size)),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=len(train_images) > batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(loader)))
     history, best_f1, best_state = [], -1.0, None
@@ -131,7 +148,9 @@ def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, va
     return pd.DataFrame(history)
 
 
-def metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str], pred: np.ndarray | None = None) -> dict[str, float]:
+def metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[str], pred: np.ndarray | None = None
+) -> dict[str, float]:
     """Accuracy, macro F1, macro one-vs-rest ROC-AUC and per-class precision/recall/F1.
 
     `pred` defaults to the most probable class; a voting ensemble passes its
@@ -140,8 +159,10 @@ def metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str], pred: np.
     """
     k = len(classes)
     pred = proba.argmax(1) if pred is None else pred
-    out = {"accuracy": accuracy_score(y_true, pred),
-           "macro_f1": f1_score(y_true, pred, labels=range(k), average="macro", zero_division=0)}
+    out = {
+        "accuracy": accuracy_score(y_true, pred),
+        "macro_f1": f1_score(y_true, pred, labels=range(k), average="macro", zero_division=0),
+    }
     if len(np.unique(y_true)) < k:
         out["roc_auc"] = float("nan")
     elif k == 2:
@@ -178,10 +199,20 @@ def plot_confusions(results: dict[str, tuple[np.ndarray, np.ndarray]], classes: 
     return fig
 
 
-def student_grid(students: list[str], temperatures: list[float], seeds: list[int],
-                 splits: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], teacher: nn.Module,
-                 epochs: int, lr: float, batch_size: int, image_size: int, alpha: float = 0.7,
-                 weights: torch.Tensor | None = None) -> tuple[pd.DataFrame, dict[tuple, nn.Module]]:
+def student_grid(
+    students: list[str],
+    temperatures: list[float],
+    seeds: list[int],
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    classes: list[str],
+    teacher: nn.Module,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    image_size: int,
+    alpha: float = 0.7,
+    weights: torch.Tensor | None = None,
+) -> tuple[pd.DataFrame, dict[tuple, nn.Module]]:
     """Every student from scratch and distilled at each T, once per seed, under the same budget.
 
     `splits` maps "train", "val" and "test" to (images, labels). Returns one row
@@ -198,14 +229,36 @@ def student_grid(students: list[str], temperatures: list[float], seeds: list[int
                 model = build(student, len(classes))
                 start = time.perf_counter()
                 name = f"{student} {method}" + (f" T={temperature:g}" if temperature else "") + f" seed {seed}"
-                fit(model, x_tr, y_tr, x_va, y_va, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                    image_size=image_size, teacher=None if temperature is None else teacher,
-                    temperature=temperature or 1.0, alpha=alpha, weights=weights, desc=name)
+                fit(
+                    model,
+                    x_tr,
+                    y_tr,
+                    x_va,
+                    y_va,
+                    epochs=epochs,
+                    lr=lr,
+                    batch_size=batch_size,
+                    seed=seed,
+                    image_size=image_size,
+                    teacher=None if temperature is None else teacher,
+                    temperature=temperature or 1.0,
+                    alpha=alpha,
+                    weights=weights,
+                    desc=name,
+                )
                 val = metrics(y_va, predict_proba(model, x_va), classes)
                 test = metrics(y_te, predict_proba(model, x_te), classes)
-                rows.append({"student": student, "method": method, "temperature": temperature, "seed": seed,
-                             "train_s": time.perf_counter() - start, "val_macro_f1": val["macro_f1"],
-                             **{f"test_{k}": v for k, v in test.items()}})
+                rows.append(
+                    {
+                        "student": student,
+                        "method": method,
+                        "temperature": temperature,
+                        "seed": seed,
+                        "train_s": time.perf_counter() - start,
+                        "val_macro_f1": val["macro_f1"],
+                        **{f"test_{k}": v for k, v in test.items()},
+                    }
+                )
                 if seed == seeds[0]:
                     models[(student, method, temperature)] = model
     return pd.DataFrame(rows), models

@@ -22,12 +22,16 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from .artifacts import read_json, write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 from .measure import latency_ms, time_call, weights_mb
 from .training import IMAGENET_MEAN, IMAGENET_STD, extract_features
 
@@ -36,14 +40,24 @@ TASKS = ("classification", "segmentation")
 CARD_KEYS = ("task", "classes", "input_size", "mean", "std", "precision")
 
 
-def card(task: str, classes: list[str], input_size: int, architecture: str, source: str,
-         threshold: float = 0.5) -> dict:
+def card(
+    task: str, classes: list[str], input_size: int, architecture: str, source: str, threshold: float = 0.5
+) -> dict:
     """What a deployed model needs besides its weights, as plain JSON."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    return {"task": task, "classes": list(classes), "input_size": int(input_size), "layout": "NCHW, RGB",
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "pixels / 255, then (x - mean) / std",
-            "threshold": threshold if task == "segmentation" else None, "architecture": architecture, "source": source}
+    return {
+        "task": task,
+        "classes": list(classes),
+        "input_size": int(input_size),
+        "layout": "NCHW, RGB",
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "scale": "pixels / 255, then (x - mean) / std",
+        "threshold": threshold if task == "segmentation" else None,
+        "architecture": architecture,
+        "source": source,
+    }
 
 
 def to_input(images: np.ndarray, model_card: dict) -> np.ndarray:
@@ -80,16 +94,26 @@ def agreement(a: np.ndarray, b: np.ndarray, task: str) -> float:
 
 def _agreement_metric(model_card: dict):
     """NNCF validation function: agreement of a compiled model with the FP32 decisions stored with each frame."""
+
     def metric(compiled, items) -> float:
         frames, reference = zip(*items)
         out = np.concatenate([compiled(to_input(f[None], model_card))[0] for f in frames])
         return agreement(_decisions(out, model_card), np.stack(reference), model_card["task"])
+
     return metric
 
 
-def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibration: np.ndarray,
-           precisions: tuple[str, ...] = PRECISIONS, validation: np.ndarray | None = None,
-           max_drop: float = 0.01, fast_bias_correction: bool = False) -> dict[str, Path]:
+def export(
+    model: nn.Module,
+    model_card: dict,
+    out_dir: Path,
+    name: str,
+    calibration: np.ndarray,
+    precisions: tuple[str, ...] = PRECISIONS,
+    validation: np.ndarray | None = None,
+    max_drop: float = 0.01,
+    fast_bias_correction: bool = False,
+) -> dict[str, Path]:
     """Write `<name>_<precision>.xml/.bin/.json` for each precision; returns the .xml paths.
 
     `calibration` (uint8 frames of the train split, never test) feeds NNCF's
@@ -119,29 +143,47 @@ def export(model: nn.Module, model_card: dict, out_dir: Path, name: str, calibra
             with warnings.catch_warnings():  # rich (NNCF's progress bar) asks for ipywidgets inside Jupyter
                 warnings.filterwarnings("ignore", message='install "ipywidgets"', category=UserWarning)
                 if validation is None:
-                    ov_model = nncf.quantize(ov_model, dataset, subset_size=len(calibration),
-                                             fast_bias_correction=fast_bias_correction)
+                    ov_model = nncf.quantize(
+                        ov_model, dataset, subset_size=len(calibration), fast_bias_correction=fast_bias_correction
+                    )
                 else:
                     fp32 = extract_features(model, validation, desc="FP32 decisions")  # same normalisation as to_input
-                    checked = nncf.Dataset(list(zip(validation, _decisions(fp32, model_card))),
-                                           lambda item: to_input(item[0][None], model_card))
+                    checked = nncf.Dataset(
+                        list(zip(validation, _decisions(fp32, model_card))),
+                        lambda item: to_input(item[0][None], model_card),
+                    )
                     ov_model = nncf.quantize_with_accuracy_control(
-                        ov_model, dataset, checked, validation_fn=_agreement_metric(model_card), max_drop=max_drop,
-                        drop_type=nncf.DropType.ABSOLUTE, subset_size=len(calibration),
-                        fast_bias_correction=fast_bias_correction)
+                        ov_model,
+                        dataset,
+                        checked,
+                        validation_fn=_agreement_metric(model_card),
+                        max_drop=max_drop,
+                        drop_type=nncf.DropType.ABSOLUTE,
+                        subset_size=len(calibration),
+                        fast_bias_correction=fast_bias_correction,
+                    )
         elif precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         stem = f"{name}_{precision.lower()}"
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             ov.save_model(ov_model, Path(tmp) / f"{stem}.xml", compress_to_fp16=precision == "FP16")
-            int8 = {"calibration_frames": len(calibration), "fast_bias_correction": fast_bias_correction,
-                    "accuracy_control": None if validation is None else {
-                        "validation_frames": len(validation), "max_drop": max_drop,
-                        "metric": "agreement with the FP32 model (classes, or mask Dice)"}}
+            int8 = {
+                "calibration_frames": len(calibration),
+                "fast_bias_correction": fast_bias_correction,
+                "accuracy_control": None
+                if validation is None
+                else {
+                    "validation_frames": len(validation),
+                    "max_drop": max_drop,
+                    "metric": "agreement with the FP32 model (classes, or mask Dice)",
+                },
+            }
             if precision == "INT8":
                 int8["quantization"] = quantization(ov.Core().read_model(Path(tmp) / f"{stem}.xml"))
-            write_json(Path(tmp) / f"{stem}.json", {**model_card, "precision": precision,
-                                                    **(int8 if precision == "INT8" else {})})
+            write_json(
+                Path(tmp) / f"{stem}.json",
+                {**model_card, "precision": precision, **(int8 if precision == "INT8" else {})},
+            )
             for suffix in (".bin", ".json", ".xml"):  # the .xml last: its presence means the set is complete
                 os.replace(Path(tmp) / f"{stem}{suffix}", out_dir / f"{stem}{suffix}")
         written[precision] = out_dir / f"{stem}.xml"
@@ -155,8 +197,22 @@ INT8_SHARE = 0.9  # "INT8" only when this share of the compute-heavy ops and of 
 
 WEIGHT_PATH = ("Convert", "Reshape", "Transpose", "Subtract", "Multiply", "Unsqueeze", "Squeeze")
 # Ops that move quantized values without computing new ones: an input quantized before them stays quantized.
-KEEPS_QUANTIZED = ("Concat", "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Pad", "Interpolate",
-                   "DepthToSpace", "SpaceToDepth", "Split", "VariadicSplit", "StridedSlice", "Relu")
+KEEPS_QUANTIZED = (
+    "Concat",
+    "MaxPool",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Pad",
+    "Interpolate",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Split",
+    "VariadicSplit",
+    "StridedSlice",
+    "Relu",
+)
 
 
 def _weights(output) -> object:
@@ -185,8 +241,8 @@ def quantization(ov_model) -> dict:
 
     A compute-heavy op (convolution, matmul) counts as INT8 when its weights
     are stored as 8-bit (or lower) integers and its input comes from a
-    FakeQuantize (directly, or through ops that only move values). NNCF's accuracy control reverts ops to FP32; they show up
-    here, named. `label` is what tables print.
+    FakeQuantize (directly, or through ops that only move values). NNCF's accuracy control reverts
+    ops to FP32; they show up here, named. `label` is what tables print.
     """
     ops, int8_ops, fp_ops = 0, 0, []
     int8_weights, all_weights = 0, 0
@@ -207,12 +263,21 @@ def quantization(ov_model) -> dict:
             fp_ops.append(node.get_friendly_name())
     share = int8_ops / ops if ops else 0.0
     weight_share = int8_weights / all_weights if all_weights else 0.0
-    label = ("INT8" if min(share, weight_share) >= INT8_SHARE else
-             f"partly INT8 ({share:.0%} of compute ops, {weight_share:.0%} of weights)" if share > 0
-             else "not INT8 (no op quantized)")
-    return {"compute_ops": ops, "int8_ops": int8_ops, "int8_op_share": round(share, 4),
-            "int8_weight_share": round(weight_share, 4),
-            "fp32_ops": fp_ops, "label": label}
+    label = (
+        "INT8"
+        if min(share, weight_share) >= INT8_SHARE
+        else f"partly INT8 ({share:.0%} of compute ops, {weight_share:.0%} of weights)"
+        if share > 0
+        else "not INT8 (no op quantized)"
+    )
+    return {
+        "compute_ops": ops,
+        "int8_ops": int8_ops,
+        "int8_op_share": round(share, 4),
+        "int8_weight_share": round(weight_share, 4),
+        "fp32_ops": fp_ops,
+        "label": label,
+    }
 
 
 def precision_label(model_card: dict) -> str:
@@ -222,7 +287,7 @@ def precision_label(model_card: dict) -> str:
     return (model_card.get("quantization") or {}).get("label", "INT8 (not inspected)")
 
 
-def quantization_table(irs: dict[str, dict[str, Path]]) -> "pd.DataFrame":
+def quantization_table(irs: dict[str, dict[str, Path]]) -> pd.DataFrame:
     """Per model and precision: what was asked for, what the graph really is, and the ops left in floating point."""
     import pandas as pd
 
@@ -231,10 +296,18 @@ def quantization_table(irs: dict[str, dict[str, Path]]) -> "pd.DataFrame":
         for precision, xml in by_precision.items():
             meta = read_card(xml)
             q = meta.get("quantization") or {}
-            rows.append({"model": name, "requested": precision, "measured precision": precision_label(meta),
-                         "int8 compute ops": f"{q['int8_ops']}/{q['compute_ops']}" if q else "",
-                         "int8 weight share": q.get("int8_weight_share"), "size_MB": ir_size_mb(xml),
-                         "ops left in float": ", ".join(q.get("fp32_ops", [])[:6]) + (" …" if len(q.get("fp32_ops", [])) > 6 else "")})
+            rows.append(
+                {
+                    "model": name,
+                    "requested": precision,
+                    "measured precision": precision_label(meta),
+                    "int8 compute ops": f"{q['int8_ops']}/{q['compute_ops']}" if q else "",
+                    "int8 weight share": q.get("int8_weight_share"),
+                    "size_MB": ir_size_mb(xml),
+                    "ops left in float": ", ".join(q.get("fp32_ops", [])[:6])
+                    + (" …" if len(q.get("fp32_ops", [])) > 6 else ""),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -306,7 +379,7 @@ def infer(compiled, images: np.ndarray, model_card: dict) -> np.ndarray:
     """Raw outputs (logits) for uint8 frames, one frame per request (the IR has batch 1)."""
     request = compiled.create_infer_request()
     x = to_input(images, model_card)
-    return np.concatenate([request.infer({0: x[i:i + 1]})[0].copy() for i in range(len(x))])
+    return np.concatenate([request.infer({0: x[i : i + 1]})[0].copy() for i in range(len(x))])
 
 
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
@@ -322,8 +395,9 @@ def ir_size_mb(xml: Path) -> float:
     return (Path(xml).stat().st_size + Path(xml).with_suffix(".bin").stat().st_size) / 1e6
 
 
-def bench_openvino(xml: Path, threads: int, repeats: int = 50, warmup: int = 10, requests: int = 4,
-                   async_frames: int = 200) -> dict:
+def bench_openvino(
+    xml: Path, threads: int, repeats: int = 50, warmup: int = 10, requests: int = 4, async_frames: int = 200
+) -> dict:
     """Batch-1 synchronous latency (median, p90) and asynchronous throughput with `requests` requests."""
     import openvino as ov
 
@@ -339,16 +413,27 @@ def bench_openvino(xml: Path, threads: int, repeats: int = 50, warmup: int = 10,
     for _ in range(async_frames):
         queue.start_async({0: x})
     queue.wait_all()
-    return {"latency_median_ms": lat["median_ms"], "latency_p90_ms": lat["p90_ms"],
-            "throughput_fps": async_frames / (time.perf_counter() - start), "requests": requests, "threads": threads,
-            "size_MB": ir_size_mb(xml)}
+    return {
+        "latency_median_ms": lat["median_ms"],
+        "latency_p90_ms": lat["p90_ms"],
+        "throughput_fps": async_frames / (time.perf_counter() - start),
+        "requests": requests,
+        "threads": threads,
+        "size_MB": ir_size_mb(xml),
+    }
 
 
 def bench_torch(model: nn.Module, size: int, threads: int, repeats: int = 50, warmup: int = 10) -> dict:
     """Eager PyTorch FP32 at batch 1, same shape and threads; throughput is back-to-back synchronous calls."""
     lat = latency_ms(model, (1, 3, size, size), repeats=repeats, warmup=warmup, threads=threads)
-    return {"latency_median_ms": lat["median_ms"], "latency_p90_ms": lat["p90_ms"],
-            "throughput_fps": 1e3 / lat["median_ms"], "requests": 1, "threads": lat["threads"], "size_MB": weights_mb(model)}
+    return {
+        "latency_median_ms": lat["median_ms"],
+        "latency_p90_ms": lat["p90_ms"],
+        "throughput_fps": 1e3 / lat["median_ms"],
+        "requests": 1,
+        "threads": lat["threads"],
+        "size_MB": weights_mb(model),
+    }
 
 
 def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
@@ -359,8 +444,28 @@ def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
         raise FileNotFoundError("benchmark_app not found next to this Python (it ships with the openvino package)")
     # benchmark_app accepts -nthreads only with -hint none; one stream, one synchronous request = our latency setting
     # run next to the IR so that the recorded command holds no absolute path and can be re-run from that folder
-    args = ["-m", Path(xml).name, "-d", "CPU", "-hint", "none", "-nstreams", "1", "-nireq", "1", "-api", "sync",
-            "-nthreads", str(threads), "-t", str(seconds), "-shape", f"[1,3,{size},{size}]", "-infer_precision", "f32"]
+    args = [
+        "-m",
+        Path(xml).name,
+        "-d",
+        "CPU",
+        "-hint",
+        "none",
+        "-nstreams",
+        "1",
+        "-nireq",
+        "1",
+        "-api",
+        "sync",
+        "-nthreads",
+        str(threads),
+        "-t",
+        str(seconds),
+        "-shape",
+        f"[1,3,{size},{size}]",
+        "-infer_precision",
+        "f32",
+    ]
     out = subprocess.run([tool, *args], capture_output=True, text=True, check=False, cwd=Path(xml).parent)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark_app failed ({out.returncode}): {out.stderr.strip()[-500:] or out.stdout[-500:]}")
@@ -369,8 +474,11 @@ def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
     if not (median and fps):
         raise RuntimeError(f"could not read benchmark_app's report:\n{out.stdout[-800:]}")
     scale = 1e-3 if median.group(2) == "us" else 1.0
-    return {"latency_median_ms": float(median.group(1)) * scale, "throughput_fps": float(fps.group(1)),
-            "command": " ".join(["benchmark_app", *args])}
+    return {
+        "latency_median_ms": float(median.group(1)) * scale,
+        "throughput_fps": float(fps.group(1)),
+        "command": " ".join(["benchmark_app", *args]),
+    }
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -403,8 +511,9 @@ def read_frame(path: Path, max_pixels: int | None = None) -> tuple[np.ndarray, s
         except Exception:  # decode() below names the problem
             mode, w, h = "", 0, 0
         if w * h > limit:
-            raise ImageProblem(f"image is {w}x{h} = {w * h / 1e6:.2f} MP, over the predictor's limit of "
-                               f"{limit / 1e6:g} MP")
+            raise ImageProblem(
+                f"image is {w}x{h} = {w * h / 1e6:.2f} MP, over the predictor's limit of {limit / 1e6:g} MP"
+            )
     pixels, _ = decode(data, None, "image")
     return pixels, "" if mode in ("", "RGB") else f"converted from mode {mode} to RGB"
 
@@ -415,8 +524,9 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
-def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | None = None,
-                  root: Path | None = None) -> tuple[list[dict], int]:
+def predict_files(
+    xml: Path, inputs: list[Path], out_dir: Path, threads: int | None = None, root: Path | None = None
+) -> tuple[list[dict], int]:
     """Run a deployed IR on image files; one result row per file, errors included. Returns (rows, failures).
 
     Classification rows carry the class and every class probability;
@@ -436,8 +546,12 @@ def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | N
     out_dir = Path(out_dir)
     rows, failures = [], 0
     for path in inputs:
-        row = {"file": safe_cell(str(Path(path).relative_to(root)) if root else str(path)), "status": "ok", "error": "",
-               "note": ""}
+        row = {
+            "file": safe_cell(str(Path(path).relative_to(root)) if root else str(path)),
+            "status": "ok",
+            "error": "",
+            "note": "",
+        }
         try:
             image, row["note"] = read_frame(path)
         except (ImageProblem, OSError) as exc:
@@ -451,8 +565,14 @@ def predict_files(xml: Path, inputs: list[Path], out_dir: Path, threads: int | N
             row["class"] = meta["classes"][int(proba.argmax())]
             row |= {f"p[{c}]": float(p) for c, p in zip(meta["classes"], proba)}
         else:
-            mask = np.asarray(Image.fromarray((proba >= meta["threshold"]).astype(np.uint8) * 255)
-                              .resize(image.shape[1::-1], Image.NEAREST)) > 0
+            mask = (
+                np.asarray(
+                    Image.fromarray((proba >= meta["threshold"]).astype(np.uint8) * 255).resize(
+                        image.shape[1::-1], Image.NEAREST
+                    )
+                )
+                > 0
+            )
             row["polyp_area"] = float(mask.mean())
             stem = Path(path).name  # the whole name: a.jpg and a.png, a.b.jpg and a_b.jpg stay apart
             for kind, arr in (("mask", mask.astype(np.uint8) * 255), ("overlay", overlay(image, mask, (255, 0, 255)))):

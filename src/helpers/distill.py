@@ -20,8 +20,14 @@ def softened(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return F.softmax(logits / temperature, dim=-1)
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-            temperature: float = 4.0, alpha: float = 0.7, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y).
 
     The T^2 factor keeps the soft term's gradients the same size whatever T is
@@ -50,8 +56,15 @@ def entropy_vs_temperature(logits: torch.Tensor, temperatures: list[float]) -> p
     rows = []
     for t in temperatures:
         h = entropy(softened(logits.float(), t))
-        rows.append({"temperature": t, "entropy_mean": h.mean().item(), "entropy_q10": h.quantile(0.1).item(),
-                     "entropy_q90": h.quantile(0.9).item(), "max_entropy": float(np.log2(logits.shape[-1]))})
+        rows.append(
+            {
+                "temperature": t,
+                "entropy_mean": h.mean().item(),
+                "entropy_q10": h.quantile(0.1).item(),
+                "entropy_q90": h.quantile(0.9).item(),
+                "max_entropy": float(np.log2(logits.shape[-1])),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -72,9 +85,22 @@ def verdict(summary: pd.DataFrame, student: str, metric: str = "macro_f1") -> di
     k_mean, k_std = kd[f"test_{metric}_mean"], kd[f"test_{metric}_std"]
     judged = tables.compare(k_mean, k_std, s_mean, s_std)
     gain, spread, word = judged["gain"], judged["spread"], judged["words"]
-    text = (f"**{student}**: distilled at T = {kd['temperature']:g} (chosen on validation) reaches test macro F1 "
-            f"{k_mean:.3f} ± {k_std:.3f} vs {s_mean:.3f} ± {s_std:.3f} from scratch over {int(kd['runs'])} seed(s): "
-            f"the distilled student **{word}** the scratch one (difference {gain:+.3f}).")
-    return {"student": student, "temperature": float(kd["temperature"]), "kd": float(k_mean), "kd_std": float(k_std),
-            "scratch": float(s_mean), "scratch_std": float(s_std), "gain": float(gain), "spread": float(spread),
-            "kd_val": float(kd[f"val_{metric}_mean"]), "at_least_scratch": bool(gain >= 0), "verdict": word, "text": text}
+    text = (
+        f"**{student}**: distilled at T = {kd['temperature']:g} (chosen on validation) reaches test macro F1 "
+        f"{k_mean:.3f} ± {k_std:.3f} vs {s_mean:.3f} ± {s_std:.3f} from scratch over {int(kd['runs'])} seed(s): "
+        f"the distilled student **{word}** the scratch one (difference {gain:+.3f})."
+    )
+    return {
+        "student": student,
+        "temperature": float(kd["temperature"]),
+        "kd": float(k_mean),
+        "kd_std": float(k_std),
+        "scratch": float(s_mean),
+        "scratch_std": float(s_std),
+        "gain": float(gain),
+        "spread": float(spread),
+        "kd_val": float(kd[f"val_{metric}_mean"]),
+        "at_least_scratch": bool(gain >= 0),
+        "verdict": word,
+        "text": text,
+    }

@@ -39,24 +39,44 @@ def imbalance_ratio(rows: pd.DataFrame) -> float:
 
 def plot_class_balance(rows: pd.DataFrame, title: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    sns.countplot(data=rows, y="label", hue="split", ax=ax, hue_order=[s for s in ("train", "val", "test") if s in set(rows["split"])])
+    sns.countplot(
+        data=rows,
+        y="label",
+        hue="split",
+        ax=ax,
+        hue_order=[s for s in ("train", "val", "test") if s in set(rows["split"])],
+    )
     ax.set(xlabel="images", ylabel="", title=title)
     return fig
 
 
 def size_table(loaded: LoadedSet, rows: pd.DataFrame) -> pd.DataFrame:
     """Original width/height of each file (before resizing), with its label and split."""
-    return pd.DataFrame({"width": loaded.orig_sizes[:, 0], "height": loaded.orig_sizes[:, 1],
-                         "megapixels": loaded.orig_sizes.prod(axis=1) / 1e6,
-                         "label": rows["label"].replace("", "(all)").to_numpy(), "split": rows["split"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "width": loaded.orig_sizes[:, 0],
+            "height": loaded.orig_sizes[:, 1],
+            "megapixels": loaded.orig_sizes.prod(axis=1) / 1e6,
+            "label": rows["label"].replace("", "(all)").to_numpy(),
+            "split": rows["split"].to_numpy(),
+        }
+    )
 
 
 def plot_image_sizes(sizes: dict[str, pd.DataFrame]) -> plt.Figure:
     """Width x height scatter per task: real data varies, synthetic less so."""
     fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 3.6), squeeze=False)
     for ax, (task, df) in zip(axes[0], sizes.items()):
-        sns.scatterplot(data=df, x="width", y="height", hue="label" if df["label"].nunique() > 1 else None,
-                        s=14, alpha=0.6, ax=ax, linewidth=0)
+        sns.scatterplot(
+            data=df,
+            x="width",
+            y="height",
+            hue="label" if df["label"].nunique() > 1 else None,
+            s=14,
+            alpha=0.6,
+            ax=ax,
+            linewidth=0,
+        )
         ax.set(title=f"{task}: {len(df)} images, {df[['width', 'height']].drop_duplicates().shape[0]} distinct sizes")
     fig.tight_layout()
     return fig
@@ -69,9 +89,14 @@ def colour_stats(loaded: LoadedSet, rows: pd.DataFrame) -> pd.DataFrame:
     fov = y > FOV_LUMA
     n = np.maximum(fov.sum(axis=(1, 2)), 1)
     means = {c: (images[..., i] * fov).sum(axis=(1, 2)) / n for i, c in enumerate("RGB")}
-    out = pd.DataFrame({**means, "brightness": (y * fov).sum(axis=(1, 2)) / n,
-                        "under_exposed": ((y < 40) & fov).sum(axis=(1, 2)) / n,
-                        "over_exposed": ((y > 235) & fov).sum(axis=(1, 2)) / n})
+    out = pd.DataFrame(
+        {
+            **means,
+            "brightness": (y * fov).sum(axis=(1, 2)) / n,
+            "under_exposed": ((y < 40) & fov).sum(axis=(1, 2)) / n,
+            "over_exposed": ((y > 235) & fov).sum(axis=(1, 2)) / n,
+        }
+    )
     out["label"] = rows["label"].replace("", "(all)").to_numpy()
     return out
 
@@ -89,10 +114,14 @@ def mask_stats(loaded: LoadedSet, rows: pd.DataFrame) -> pd.DataFrame:
     """Per image with a mask: polyp coverage (fraction of the frame) and number of polyps."""
     has = loaded.has_mask()
     masks = loaded.masks[has] if loaded.masks is not None else np.zeros((0, 1, 1), np.uint8)
-    return pd.DataFrame({"coverage": masks.mean(axis=(1, 2)) if len(masks) else [],
-                         "polyps": polyp_counts(masks) if len(masks) else [],
-                         "label": rows["label"].replace("", "(all)").to_numpy()[has],
-                         "split": rows["split"].to_numpy()[has]})
+    return pd.DataFrame(
+        {
+            "coverage": masks.mean(axis=(1, 2)) if len(masks) else [],
+            "polyps": polyp_counts(masks) if len(masks) else [],
+            "label": rows["label"].replace("", "(all)").to_numpy()[has],
+            "split": rows["split"].to_numpy()[has],
+        }
+    )
 
 
 def plot_mask_stats(stats: pd.DataFrame, title: str) -> plt.Figure:
@@ -154,30 +183,40 @@ def interpret(class_rows: pd.DataFrame | None, colours: pd.DataFrame | None, mas
     if class_rows is not None and len(class_rows):
         ratio = imbalance_ratio(class_rows)
         counts = class_rows["label"].value_counts()
-        lines.append(f"- **Class balance**: {len(counts)} classes, largest/smallest = {ratio:.2f} "
-                     f"({counts.idxmax()} {counts.max()} vs {counts.idxmin()} {counts.min()}). "
-                     + ("Balanced here, but real screening data is not: polyps are the rare class, so report "
-                        "**per-class recall** (sensitivity for polyps) and macro F1, never accuracy alone."
-                        if ratio < 1.5 else
-                        "Imbalanced: accuracy rewards predicting the majority class; report **per-class recall** and "
-                        "macro F1, and consider a class-weighted loss."))
+        lines.append(
+            f"- **Class balance**: {len(counts)} classes, largest/smallest = {ratio:.2f} "
+            f"({counts.idxmax()} {counts.max()} vs {counts.idxmin()} {counts.min()}). "
+            + (
+                "Balanced here, but real screening data is not: polyps are the rare class, so report "
+                "**per-class recall** (sensitivity for polyps) and macro F1, never accuracy alone."
+                if ratio < 1.5
+                else "Imbalanced: accuracy rewards predicting the majority class; report **per-class recall** and "
+                "macro F1, and consider a class-weighted loss."
+            )
+        )
     if colours is not None and len(colours):
         by = colours.groupby("label")[["R", "G", "B", "brightness"]].mean()
         if len(by) > 1:
             blue = by["B"] - by[["R", "G"]].mean(axis=1)
-            lines.append(f"- **Colour**: the bluest class is {blue.idxmax()} (B minus mean(R,G) = {blue.max():.0f} vs "
-                         f"{blue.min():.0f} for {blue.idxmin()}): colour alone separates dyed frames, so a model can "
-                         "shortcut on dye; check it with Grad-CAM later.")
+            lines.append(
+                f"- **Colour**: the bluest class is {blue.idxmax()} (B minus mean(R,G) = {blue.max():.0f} vs "
+                f"{blue.min():.0f} for {blue.idxmin()}): colour alone separates dyed frames, so a model can "
+                "shortcut on dye; check it with Grad-CAM later."
+            )
         under, over = colours["under_exposed"].mean(), colours["over_exposed"].mean()
-        lines.append(f"- **Exposure**: brightness {colours['brightness'].mean():.0f} ± {colours['brightness'].std():.0f} "
-                     f"(0-255); on average {under:.1%} of the field of view is under-exposed and {over:.1%} saturated "
-                     "(specular highlights): use brightness/contrast jitter in training.")
+        lines.append(
+            f"- **Exposure**: brightness {colours['brightness'].mean():.0f} ± {colours['brightness'].std():.0f} "
+            f"(0-255); on average {under:.1%} of the field of view is under-exposed and {over:.1%} saturated "
+            "(specular highlights): use brightness/contrast jitter in training."
+        )
     if masks is not None and len(masks):
         cov = masks["coverage"]
         small = (cov < 0.05).mean()
         multi = (masks["polyps"] > 1).mean()
-        lines.append(f"- **Masks**: polyps cover {cov.median():.1%} of the frame (median; 5-95%: {cov.quantile(.05):.1%}-"
-                     f"{cov.quantile(.95):.1%}); {small:.0%} of frames have a polyp area under 5%. Pixel accuracy would be "
-                     "high for an empty prediction, so report **Dice and IoU per image**. "
-                     f"{multi:.0%} of frames show more than one polyp, which is what copy-paste augmentation adds.")
+        lines.append(
+            f"- **Masks**: polyps cover {cov.median():.1%} of the frame (median; 5-95%: {cov.quantile(0.05):.1%}-"
+            f"{cov.quantile(0.95):.1%}); {small:.0%} of frames have a polyp area under 5%. Pixel accuracy would be "
+            "high for an empty prediction, so report **Dice and IoU per image**. "
+            f"{multi:.0%} of frames show more than one polyp, which is what copy-paste augmentation adds."
+        )
     return "\n".join(lines) if lines else "No statistics available for this data."

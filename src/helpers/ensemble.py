@@ -7,7 +7,7 @@ a few lines, and their tie rules matter), and tested on hand-made arrays.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from torch import nn
@@ -70,7 +70,10 @@ def rescued(member_scores: np.ndarray, vote_scores: np.ndarray, fail_below: floa
 def member_probas(models: dict[str, nn.Module], images: np.ndarray, tta: bool = False) -> dict[str, np.ndarray]:
     """Each segmentation model's per-pixel polyp probabilities (N x H x W), plain or with flip TTA."""
     if tta:
-        return {f"{name} + flip TTA": flip_tta(lambda x, m=model: predict_proba(m, x), images) for name, model in models.items()}
+        return {
+            f"{name} + flip TTA": flip_tta(lambda x, m=model: predict_proba(m, x), images)
+            for name, model in models.items()
+        }
     return {name: predict_proba(model, images) for name, model in models.items()}
 
 
@@ -78,5 +81,7 @@ def vote_masks(probas: dict[str, np.ndarray], tag: str = "") -> dict[str, np.nda
     """Binary masks of the soft vote (mean probability >= 0.5) and the hard vote (per-pixel majority,
     ties to the mean probability) over all `probas`, named with the number of models and `tag`."""
     stack = np.stack(list(probas.values()))
-    return {f"soft vote ({len(stack)}){tag}": soft_vote(stack) >= 0.5,
-            f"hard vote ({len(stack)}){tag}": hard_vote(stack >= 0.5, stack)}
+    return {
+        f"soft vote ({len(stack)}){tag}": soft_vote(stack) >= 0.5,
+        f"hard vote ({len(stack)}){tag}": hard_vote(stack >= 0.5, stack),
+    }

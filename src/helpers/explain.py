@@ -32,7 +32,9 @@ def cam_layer(model: nn.Module, max_reduction: int = 32) -> nn.Module:
     return model.get_submodule(stages[-1]["module"])
 
 
-def gradcam(model: nn.Module, layer: nn.Module, images: np.ndarray, targets: list[int], batch_size: int = 32) -> np.ndarray:
+def gradcam(
+    model: nn.Module, layer: nn.Module, images: np.ndarray, targets: list[int], batch_size: int = 32
+) -> np.ndarray:
     """Grad-CAM maps (N x H x W, each scaled to [0, 1]) of uint8 images for the given target classes."""
     model.eval()
     dev = next(model.parameters()).device
@@ -40,7 +42,7 @@ def gradcam(model: nn.Module, layer: nn.Module, images: np.ndarray, targets: lis
     maps, start = [], 0
     with GradCAM(model=model, target_layers=[layer]) as cam:
         for x in loader:
-            batch_targets = [ClassifierOutputTarget(int(t)) for t in targets[start:start + len(x)]]
+            batch_targets = [ClassifierOutputTarget(int(t)) for t in targets[start : start + len(x)]]
             maps.append(cam(input_tensor=x.to(dev), targets=batch_targets))
             start += len(x)
     return np.concatenate(maps)
@@ -90,4 +92,3 @@ def plot_cams(images: np.ndarray, cams: dict[str, np.ndarray], captions: list[st
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
-

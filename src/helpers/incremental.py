@@ -101,8 +101,10 @@ def code_modules(sources: Iterable[str], root: Path | None = None) -> dict[str, 
     try:
         todo = set().union(*(_imports(ast.parse(s)) for s in sources))
     except SyntaxError:
-        todo = {(PACKAGE + "." + ".".join(p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
-                for p in root.rglob("*.py")}
+        todo = {
+            (PACKAGE + "." + ".".join(p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+            for p in root.rglob("*.py")
+        }
     found: dict[str, Path] = {}
     while todo:
         name = todo.pop()
@@ -157,23 +159,39 @@ def data_listing(folder: str) -> str | None:
     if not folder:
         return None
     root = Path(folder)
-    return text_digest([(p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                        for p in sorted(root.rglob("*")) if p.is_file()])
+    return text_digest(
+        [
+            (p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        ]
+    )
 
 
-def inputs(notebook: Path, parameters: dict, libraries: dict, upstream: dict[str, str], digests: Digests,
-           root: Path | None = None, files: dict[str, Path] | None = None) -> dict:
+def inputs(
+    notebook: Path,
+    parameters: dict,
+    libraries: dict,
+    upstream: dict[str, str],
+    digests: Digests,
+    root: Path | None = None,
+    files: dict[str, Path] | None = None,
+) -> dict:
     """Everything a notebook's results depend on, as digests (recorded in the manifest).
 
     `files`: other files it reads (e.g. the committed reference metrics), by
     the name they are declared under; an absent file counts as "missing".
     """
     params = {k: v for k, v in parameters.items() if k not in LOCATION_PARAMETERS}
-    return {"notebook": notebook_digest(notebook),
-            "code": {name: digests.file(path) for name, path in code_modules(notebook_code(notebook), root).items()},
-            "parameters": json.loads(json.dumps(params, default=str)), "libraries": libraries,
-            "data": data_listing(str(params.get("data_root") or "")), "upstream": upstream,
-            "files": {name: digests.file(path) if path.is_file() else "missing" for name, path in (files or {}).items()}}
+    return {
+        "notebook": notebook_digest(notebook),
+        "code": {name: digests.file(path) for name, path in code_modules(notebook_code(notebook), root).items()},
+        "parameters": json.loads(json.dumps(params, default=str)),
+        "libraries": libraries,
+        "data": data_listing(str(params.get("data_root") or "")),
+        "upstream": upstream,
+        "files": {name: digests.file(path) if path.is_file() else "missing" for name, path in (files or {}).items()},
+    }
 
 
 def stale_reasons(previous: dict | None, now: dict, outputs_now: str) -> list[str]:
@@ -187,9 +205,13 @@ def stale_reasons(previous: dict | None, now: dict, outputs_now: str) -> list[st
     before, reasons = previous["inputs"], []
     if before.get("notebook") != now["notebook"]:
         reasons.append("the notebook changed")
-    for key, what in (("code", "helpers code changed"), ("parameters", "parameters changed"),
-                      ("libraries", "library versions changed"), ("upstream", "outputs it reads changed"),
-                      ("files", "files it reads changed")):
+    for key, what in (
+        ("code", "helpers code changed"),
+        ("parameters", "parameters changed"),
+        ("libraries", "library versions changed"),
+        ("upstream", "outputs it reads changed"),
+        ("files", "files it reads changed"),
+    ):
         old, new = before.get(key) or {}, now[key]
         changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
         if changed:
@@ -218,7 +240,9 @@ def locked(run: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"error: another run of profile {run.name!r} is writing {run.parent} (lock {lock})") from None
+            raise SystemExit(
+                f"error: another run of profile {run.name!r} is writing {run.parent} (lock {lock})"
+            ) from None
         yield
 
 

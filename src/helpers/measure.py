@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -50,8 +50,9 @@ def time_call(fn: Callable[[], object], repeats: int = 30, warmup: int = 5) -> d
 
 
 @torch.inference_mode()
-def latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30, warmup: int = 5,
-               threads: int | None = None) -> dict[str, float]:
+def latency_ms(
+    model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30, warmup: int = 5, threads: int | None = None
+) -> dict[str, float]:
     """Median and 90th-percentile wall time (ms) of a forward pass, eager PyTorch on CPU.
 
     Times a copy, so the caller's model stays on its device (a GPU in `full`).
@@ -71,6 +72,12 @@ def cost_row(name: str, model: nn.Module, image_size: int, repeats: int = 30, th
     """One row of a size/speed table for a 3-channel model at batch 1."""
     shape = (1, 3, image_size, image_size)
     lat = latency_ms(model, shape, repeats=repeats, threads=threads)
-    return {"model": name, "parameters_M": parameter_count(model) / 1e6, "weights_MB": weights_mb(model),
-            "MMACs": macs(model, shape) / 1e6, "latency_median_ms": lat["median_ms"], "latency_p90_ms": lat["p90_ms"],
-            "threads": lat["threads"]}
+    return {
+        "model": name,
+        "parameters_M": parameter_count(model) / 1e6,
+        "weights_MB": weights_mb(model),
+        "MMACs": macs(model, shape) / 1e6,
+        "latency_median_ms": lat["median_ms"],
+        "latency_p90_ms": lat["p90_ms"],
+        "threads": lat["threads"],
+    }

@@ -30,8 +30,12 @@ from __future__ import annotations
 import os
 
 MODES = ("pinned", "native")
-PINNED_ISA = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2",
-              "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}  # NumPy 2.x's AVX-512 dispatch groups
+PINNED_ISA = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+}  # NumPy 2.x's AVX-512 dispatch groups
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "COURSE_THREADS")
 # A CPU without AVX-512, emulated on one that has it, for what the pin leaves to the libraries (MKL's own
 # instruction choice) — the benchmark and the cross-code-path test.
@@ -78,6 +82,9 @@ def cpu_flags() -> list[str]:
 
 def describe() -> dict:
     """What code path this process computes on: the recorded variables, threads and CPU instruction sets."""
-    return {"mode": os.environ.get("COURSE_NUMERICS", "native"), "threads": threads(),
-            "variables": {name: os.environ[name] for name in RECORDED if name in os.environ},
-            "cpu_flags": cpu_flags()}
+    return {
+        "mode": os.environ.get("COURSE_NUMERICS", "native"),
+        "threads": threads(),
+        "variables": {name: os.environ[name] for name in RECORDED if name in os.environ},
+        "cpu_flags": cpu_flags(),
+    }

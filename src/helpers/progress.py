@@ -8,7 +8,8 @@ at most every five seconds, so a Papermill log stays short.
 from __future__ import annotations
 
 import sys
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from tqdm import tqdm
 

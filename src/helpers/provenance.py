@@ -15,17 +15,40 @@ import sys
 
 from . import paths
 
-KEY_PACKAGES = ("torch", "torchvision", "timm", "segmentation-models-pytorch", "openvino", "nncf", "papermill",
-                "numpy", "pillow", "scikit-learn", "pandas", "matplotlib", "seaborn", "grad-cam")
+KEY_PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "segmentation-models-pytorch",
+    "openvino",
+    "nncf",
+    "papermill",
+    "numpy",
+    "pillow",
+    "scikit-learn",
+    "pandas",
+    "matplotlib",
+    "seaborn",
+    "grad-cam",
+)
 
 
 def git_state() -> dict:
     """The checkout's commit and whether tracked files differ from it (None outside git)."""
     root = paths.repo_root()
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, check=True).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
@@ -52,5 +75,11 @@ def environment() -> dict:
             gpu = torch.cuda.get_device_name(0)
     except ImportError:
         pass
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "gpu": gpu, "packages": package_versions()}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu,
+        "packages": package_versions(),
+    }

@@ -31,7 +31,7 @@ choice that moved is reported as such, never as missing metrics.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +41,11 @@ from .artifacts import read_json
 
 FLOOR = 0.01
 PARITY_TOLERANCE = 1e-3
-RULE = ("pinned code path: identical results expected; tolerance for other code paths: metric averaged over seeds: "
-        "max(0.01, 2 x max(its std over seeds, median std of its stage)); single-run metric: max(0.01, 2 x median std "
-        "over seeds of its stage, or of the whole run for a stage without seeds); OpenVINO FP32 parity: 1e-3 absolute.")
+RULE = (
+    "pinned code path: identical results expected; tolerance for other code paths: metric averaged over seeds: "
+    "max(0.01, 2 x max(its std over seeds, median std of its stage)); single-run metric: max(0.01, 2 x median std "
+    "over seeds of its stage, or of the whole run for a stage without seeds); OpenVINO FP32 parity: 1e-3 absolute."
+)
 
 
 def _slug(text: str) -> str:
@@ -70,8 +72,13 @@ def collect(run: Path) -> dict[str, dict]:
 
     if (t := _rows(f := run / "02_ssl" / "few_label_eval.csv")) is not None:
         for r in t.itertuples():
-            add(f"ssl.{_slug(r.method)}.{_slug(r.encoder)}.labels_{r.label_fraction:g}.macro_f1", r.macro_f1_mean,
-                r.macro_f1_std, "02_ssl", f)
+            add(
+                f"ssl.{_slug(r.method)}.{_slug(r.encoder)}.labels_{r.label_fraction:g}.macro_f1",
+                r.macro_f1_mean,
+                r.macro_f1_std,
+                "02_ssl",
+                f,
+            )
     if (t := _rows(f := run / "03_kd" / "results.csv")) is not None:
         for r in t.to_dict("records"):
             method = "teacher" if "teacher" in str(r["student"]) else _slug(r["method"])
@@ -81,14 +88,26 @@ def collect(run: Path) -> dict[str, dict]:
                 add(f"{name}.{metric}", r[f"{metric}_mean"], r[f"{metric}_std"] if r["runs"] > 1 else None, "03_kd", f)
     if (t := _rows(f := run / "04_seg" / "results.csv")) is not None:
         for r in t.to_dict("records"):
-            row = "best" if r["init"] != "random" else _slug(r["augmentation"])  # SSL init runs on the row chosen on val
+            row = (
+                "best" if r["init"] != "random" else _slug(r["augmentation"])
+            )  # SSL init runs on the row chosen on val
             for metric in ("test_dice", "test_iou"):
-                add(f"seg.{r['arch']}.{row}.{_slug(r['init'])}.{metric}", r[f"{metric}_mean"],
-                    r[f"{metric}_std"] if r["runs"] > 1 else None, "04_seg", f)
+                add(
+                    f"seg.{r['arch']}.{row}.{_slug(r['init'])}.{metric}",
+                    r[f"{metric}_mean"],
+                    r[f"{metric}_std"] if r["runs"] > 1 else None,
+                    "04_seg",
+                    f,
+                )
     if (t := _rows(f := run / "05_ensemble" / "segmentation_results.csv")) is not None:
         for r in t.to_dict("records"):
-            add(f"ens.seg.{_slug(r['model'])}.test_dice", r["test_dice_mean"], r["test_dice_std"] if r["runs"] > 1 else None,
-                "05_ensemble", f)
+            add(
+                f"ens.seg.{_slug(r['model'])}.test_dice",
+                r["test_dice_mean"],
+                r["test_dice_std"] if r["runs"] > 1 else None,
+                "05_ensemble",
+                f,
+            )
     if (t := _rows(f := run / "05_ensemble" / "classification_results.csv")) is not None:
         for r in t.to_dict("records"):
             model = re.sub(r"_kd_t[\d.]+$", "_kd_chosen_t", _slug(r["model"]))  # T chosen on validation: a choice
@@ -99,7 +118,9 @@ def collect(run: Path) -> dict[str, dict]:
                 if metric in r:
                     add(f"deploy.{r['model']}.{_slug(r['runtime'])}.test_{metric}", r[metric], None, "06_deploy", f)
             if r["runtime"] == "OpenVINO FP32":
-                add(f"deploy.{r['model']}.fp32_parity_max_abs_logit_diff", r["max_abs_logit_diff"], None, "06_deploy", f)
+                add(
+                    f"deploy.{r['model']}.fp32_parity_max_abs_logit_diff", r["max_abs_logit_diff"], None, "06_deploy", f
+                )
     return out
 
 
@@ -134,7 +155,9 @@ def tolerances(metrics: dict[str, dict]) -> dict[str, float]:
     stage_std: dict[str, float] = {}
     for stage in {m["stage"] for m in metrics.values()}:
         stds = [m["std"] for m in metrics.values() if m["stage"] == stage and m["std"] is not None]
-        stage_std[stage] = float(np.median(stds)) if stds else overall  # a stage without seeds: the run's typical spread
+        stage_std[stage] = (
+            float(np.median(stds)) if stds else overall
+        )  # a stage without seeds: the run's typical spread
     out = {}
     for name, m in metrics.items():
         if name.endswith("parity_max_abs_logit_diff"):
@@ -152,13 +175,22 @@ def make_reference(run: Path, profile: str) -> dict:
         raise ValueError(f"{run}: no stage metrics found (has the course run for this profile?)")
     manifest = read_json(run / "manifest.json") if (run / "manifest.json").is_file() else {}
     tol = tolerances(metrics)
-    return {"profile": profile, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "from_run": {"git": manifest.get("git"), "data": manifest.get("data", {}).get("fingerprint"),
-                         "environment": {k: manifest.get("environment", {}).get(k) for k in ("platform", "cpu", "cpu_count", "gpu")},
-                         "numerics": manifest.get("numerics")},
-            "tolerance_rule": RULE, "choices": choices(run),
-            "metrics": {n: {"value": m["value"], "tolerance": tol[n], "seed_std": m["std"], "source": m["source"]}
-                        for n, m in sorted(metrics.items())}}
+    return {
+        "profile": profile,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "from_run": {
+            "git": manifest.get("git"),
+            "data": manifest.get("data", {}).get("fingerprint"),
+            "environment": {k: manifest.get("environment", {}).get(k) for k in ("platform", "cpu", "cpu_count", "gpu")},
+            "numerics": manifest.get("numerics"),
+        },
+        "tolerance_rule": RULE,
+        "choices": choices(run),
+        "metrics": {
+            n: {"value": m["value"], "tolerance": tol[n], "seed_std": m["std"], "source": m["source"]}
+            for n, m in sorted(metrics.items())
+        },
+    }
 
 
 def verify(run: Path, reference: dict) -> pd.DataFrame:
@@ -168,8 +200,16 @@ def verify(run: Path, reference: dict) -> pd.DataFrame:
     found = choices(run)
     for name, ref in reference.get("choices", {}).items():
         got = found.get(name)
-        rows.append({"metric": f"choice {name}", "reference": ref, "measured": got, "difference": np.nan,
-                     "tolerance": np.nan, "status": "SAME" if got == ref else "CHOICE DIFFERS"})
+        rows.append(
+            {
+                "metric": f"choice {name}",
+                "reference": ref,
+                "measured": got,
+                "difference": np.nan,
+                "tolerance": np.nan,
+                "status": "SAME" if got == ref else "CHOICE DIFFERS",
+            }
+        )
     for name, ref in reference["metrics"].items():
         got = measured.get(name, {}).get("value")
         if got is None:
@@ -177,8 +217,16 @@ def verify(run: Path, reference: dict) -> pd.DataFrame:
         else:
             diff = abs(got - ref["value"])
             status = "OK" if diff <= ref["tolerance"] + 1e-12 else "FAIL"
-        rows.append({"metric": name, "reference": ref["value"], "measured": got, "difference": diff,
-                     "tolerance": ref["tolerance"], "status": status})
+        rows.append(
+            {
+                "metric": name,
+                "reference": ref["value"],
+                "measured": got,
+                "difference": diff,
+                "tolerance": ref["tolerance"],
+                "status": status,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -190,46 +238,78 @@ def verdict_line(table: pd.DataFrame) -> str:
     counts = table["status"].value_counts().to_dict()
     metrics = table[table["status"].isin(("OK", "FAIL"))]
     identical = int((metrics["difference"] == 0).sum())
-    return (", ".join(f"{counts.get(k, 0)} {k}" for k in ("OK", "FAIL", "MISSING")) + f"; {identical} of {len(metrics)} "
-            "measured metrics identical to the reference; choices made on validation: "
-            + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("SAME", "CHOICE DIFFERS")))
+    return (
+        ", ".join(f"{counts.get(k, 0)} {k}" for k in ("OK", "FAIL", "MISSING")) + f"; {identical} of {len(metrics)} "
+        "measured metrics identical to the reference; choices made on validation: "
+        + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("SAME", "CHOICE DIFFERS"))
+    )
 
 
 def code_paths(run_numerics: dict | None, reference_numerics: dict | None) -> str:
     """One line: the numeric code path of the run and of the reference, and whether identity can be expected."""
+
     def show(n: dict | None) -> str:
         if not n:
             return "not recorded"
         pins = " ".join(f"{k}={v}" for k, v in sorted((n.get("variables") or {}).items()) if k != "COURSE_NUMERICS")
-        isa = "AVX-512" if "avx512f" in (n.get("cpu_flags") or []) else "AVX2" if "avx2" in (n.get("cpu_flags") or []) else "?"
+        isa = (
+            "AVX-512"
+            if "avx512f" in (n.get("cpu_flags") or [])
+            else "AVX2"
+            if "avx2" in (n.get("cpu_flags") or [])
+            else "?"
+        )
         return f"{n.get('mode')}, {n.get('threads')} threads, CPU with {isa}" + (f" ({pins})" if pins else "")
-    same = bool(run_numerics and reference_numerics and run_numerics.get("mode") == reference_numerics.get("mode") == "pinned"
-                and run_numerics.get("threads") == reference_numerics.get("threads"))
-    return (f"code path of this run: {show(run_numerics)}; of the reference: {show(reference_numerics)} -> "
-            + ("both pinned alike: identical metrics expected" if same else
-               "not the same pinned path: differences within the tolerances are expected"))
 
+    same = bool(
+        run_numerics
+        and reference_numerics
+        and run_numerics.get("mode") == reference_numerics.get("mode") == "pinned"
+        and run_numerics.get("threads") == reference_numerics.get("threads")
+    )
+    return f"code path of this run: {show(run_numerics)}; of the reference: {show(reference_numerics)} -> " + (
+        "both pinned alike: identical metrics expected"
+        if same
+        else "not the same pinned path: differences within the tolerances are expected"
+    )
 
 
 # What the report shows per stage: its saved tables (each opens with its provenance line) and key figures.
 SECTIONS = [
     ("01_eda", "Data", [], ["class_balance.png", "mask_stats.png"]),
-    ("02_ssl", "Self-supervised pretraining: SimCLR vs random init with few labels", ["few_label_eval.md"],
-     ["few_label_eval.png"]),
-    ("03_kd", "Knowledge distillation: teacher, students from scratch and distilled", ["results.md", "cost.md"],
-     ["students_macro_f1.png", "confusion_matrices.png"]),
-    ("04_seg", "Segmentation: the augmentation ablation", ["results.md"], ["ablation_dice.png", "best_worst_cases.png"]),
-    ("05_ensemble", "Ensembles", ["segmentation_results.md", "classification_results.md"],
-     ["segmentation_ensembles.png", "vote_rescue.png"]),
+    (
+        "02_ssl",
+        "Self-supervised pretraining: SimCLR vs random init with few labels",
+        ["few_label_eval.md"],
+        ["few_label_eval.png"],
+    ),
+    (
+        "03_kd",
+        "Knowledge distillation: teacher, students from scratch and distilled",
+        ["results.md", "cost.md"],
+        ["students_macro_f1.png", "confusion_matrices.png"],
+    ),
+    (
+        "04_seg",
+        "Segmentation: the augmentation ablation",
+        ["results.md"],
+        ["ablation_dice.png", "best_worst_cases.png"],
+    ),
+    (
+        "05_ensemble",
+        "Ensembles",
+        ["segmentation_results.md", "classification_results.md"],
+        ["segmentation_ensembles.png", "vote_rescue.png"],
+    ),
     ("06_deploy", "Deployment: OpenVINO precision and speed", ["deployment.md"], ["benchmark.png"]),
 ]
 # The course brief's published numbers that are not the same setting as any run: shown as context, labelled so.
 CONTEXT = {
-    "03_kd": "Published (course brief, polyp KD project, Kvasir v2 subset): \"near 100%\" classification, reported without "
-             "split, per-class metrics or a normal class; not comparable with any profile here.",
-    "05_ensemble": "Published (course brief, lung STAS segmentation, DeepLabV3+ at 800 px on pathology slides): 3-encoder "
-                   "voting Dice 0.90 / 0.91 vs best single 0.88 / 0.90 (public / private). Another dataset: the size of "
-                   "the effect is the comparison, not the numbers.",
+    "03_kd": 'Published (course brief, polyp KD project, Kvasir v2 subset): "near 100%" classification, '
+    "reported without split, per-class metrics or a normal class; not comparable with any profile here.",
+    "05_ensemble": "Published (course brief, lung STAS segmentation, DeepLabV3+ at 800 px on pathology slides): "
+    "3-encoder voting Dice 0.90 / 0.91 vs best single 0.88 / 0.90 (public / private). Another dataset: the size of "
+    "the effect is the comparison, not the numbers.",
 }
 
 
@@ -238,31 +318,54 @@ def _published_table(run: Path) -> str:
     if not path.is_file():
         return ""
     table = pd.read_csv(path)
-    return ("Published beside this run (course brief: U-Net on Kvasir-SEG 900/100, SGD 1e-2, batch 8, 60 epochs; "
-            "labelled *published*):\n\n" + table.round(3).to_markdown(index=False))
+    return (
+        "Published beside this run (course brief: U-Net on Kvasir-SEG 900/100, SGD 1e-2, batch 8, 60 epochs; "
+        "labelled *published*):\n\n" + table.round(3).to_markdown(index=False)
+    )
 
 
 def manifest_section(manifest: dict) -> str:
     """The run manifest as a reader needs it: code, environment, profile, seeds, data, per-notebook time."""
     git, env, data = manifest.get("git") or {}, manifest.get("environment") or {}, manifest.get("data") or {}
-    seeds = {nb: {k: v for k, v in params.items() if "seed" in k}
-             for nb, params in (manifest.get("profile_settings") or {}).get("notebook_params", {}).items()}
-    lines = [f"- Profile **{manifest.get('profile')}**, seed {manifest.get('seed')}; per-stage seeds: "
-             + ", ".join(f"{nb.split('_')[0]} {s}" for nb, s in seeds.items() if s) + ".",
-             f"- Code: git {git.get('commit', '?')}" + (" (**uncommitted changes**)" if git.get("dirty") else " (clean)") + ".",
-             f"- Data: {data.get('description')} · fingerprint {str(data.get('fingerprint'))[:16]} · splits: "
-             + "; ".join(f"{k}: {v}" for k, v in (data.get("split_source") or {}).items()) + ".",
-             f"- Machine: {env.get('platform')}, CPU {env.get('cpu')} × {env.get('cpu_count')}, GPU {env.get('gpu') or 'none'}, "
-             f"Python {env.get('python')}.",
-             "- Packages: " + ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v) + ".",
-             f"- Started {manifest.get('started')}" + (f", finished {manifest['finished']}" if manifest.get("finished") else
-                                                        " (the run was still going when this report was written)") + "."]
+    seeds = {
+        nb: {k: v for k, v in params.items() if "seed" in k}
+        for nb, params in (manifest.get("profile_settings") or {}).get("notebook_params", {}).items()
+    }
+    lines = [
+        f"- Profile **{manifest.get('profile')}**, seed {manifest.get('seed')}; per-stage seeds: "
+        + ", ".join(f"{nb.split('_')[0]} {s}" for nb, s in seeds.items() if s)
+        + ".",
+        f"- Code: git {git.get('commit', '?')}"
+        + (" (**uncommitted changes**)" if git.get("dirty") else " (clean)")
+        + ".",
+        f"- Data: {data.get('description')} · fingerprint {str(data.get('fingerprint'))[:16]} · splits: "
+        + "; ".join(f"{k}: {v}" for k, v in (data.get("split_source") or {}).items())
+        + ".",
+        f"- Machine: {env.get('platform')}, CPU {env.get('cpu')} × {env.get('cpu_count')}, "
+        f"GPU {env.get('gpu') or 'none'}, "
+        f"Python {env.get('python')}.",
+        "- Packages: " + ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v) + ".",
+        f"- Started {manifest.get('started')}"
+        + (
+            f", finished {manifest['finished']}"
+            if manifest.get("finished")
+            else " (the run was still going when this report was written)"
+        )
+        + ".",
+    ]
     status = {"running": "writing this report"}
-    times = pd.DataFrame([{"notebook": e["name"],
-                           "status": "ok, up to date (reused)" if e.get("up_to_date") else status.get(e["status"], e["status"]),
-                           "run started (UTC)": (e.get("ran") or {}).get("started", ""),
-                           "at commit": str((e.get("ran") or {}).get("commit") or "")[:10],
-                           "wall time (s)": e.get("wall_s", "")} for e in manifest.get("notebooks", [])])
+    times = pd.DataFrame(
+        [
+            {
+                "notebook": e["name"],
+                "status": "ok, up to date (reused)" if e.get("up_to_date") else status.get(e["status"], e["status"]),
+                "run started (UTC)": (e.get("ran") or {}).get("started", ""),
+                "at commit": str((e.get("ran") or {}).get("commit") or "")[:10],
+                "wall time (s)": e.get("wall_s", ""),
+            }
+            for e in manifest.get("notebooks", [])
+        ]
+    )
     return "\n".join(lines) + ("\n\n" + times.to_markdown(index=False) if len(times) else "")
 
 
@@ -271,9 +374,13 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
     against the reference. Figures are linked relative to the run folder."""
     run = Path(run)
     manifest = read_json(run / "manifest.json") if (run / "manifest.json").is_file() else {}
-    parts = [f"# Course report · profile `{profile}`", "",
-             "Every number below is read from the tables the notebooks saved under this folder; each table opens "
-             "with the data, split, seed(s) and profile that produced it.", ""]
+    parts = [
+        f"# Course report · profile `{profile}`",
+        "",
+        "Every number below is read from the tables the notebooks saved under this folder; each table opens "
+        "with the data, split, seed(s) and profile that produced it.",
+        "",
+    ]
     for stage, title, tables_, figures in SECTIONS:
         folder = run / stage
         if not folder.is_dir():
@@ -296,15 +403,25 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
         parts += [f"![{stage} {fig}]({stage}/{fig})" for fig in figures if (folder / fig).is_file()] + [""]
     if reference is not None:
         table = verify(run, reference)
-        parts += ["## Check against the reference", "",
-                  f"{len(reference['metrics'])} reference metrics and {len(reference.get('choices', {}))} choices "
-                  f"({reference['profile']} profile; tolerance rule: {reference['tolerance_rule']}): "
-                  f"{verdict_line(table)}.", "",
-                  code_paths(manifest.get("numerics"), (reference.get("from_run") or {}).get("numerics")) + ".", ""]
+        parts += [
+            "## Check against the reference",
+            "",
+            f"{len(reference['metrics'])} reference metrics and {len(reference.get('choices', {}))} choices "
+            f"({reference['profile']} profile; tolerance rule: {reference['tolerance_rule']}): "
+            f"{verdict_line(table)}.",
+            "",
+            code_paths(manifest.get("numerics"), (reference.get("from_run") or {}).get("numerics")) + ".",
+            "",
+        ]
         off = table[~table["status"].isin(("OK", "SAME"))]
         if len(off):
             parts += [off.round(4).to_markdown(index=False), ""]
-    parts += ["## Run manifest", "", manifest_section(manifest) if manifest else "*No manifest.json in this folder.*", ""]
+    parts += [
+        "## Run manifest",
+        "",
+        manifest_section(manifest) if manifest else "*No manifest.json in this folder.*",
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -323,7 +440,11 @@ def to_html(markdown_text: str, base: Path, title: str) -> str:
         return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
 
     body = re.sub(r'src="([^"]+\.png)"', embed, body)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
-             "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:0.4em 0}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>"
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
+        "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0;display:block;overflow-x:auto}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}"
+        "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:0.4em 0}"
+    )
+    head = f"<meta charset='utf-8'><title>{title}</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -53,9 +53,17 @@ def discover(folder: Path | None = None) -> list[NotebookSpec]:
     for path in sorted(folder.glob("[0-9]*.ipynb")):
         meta = nbformat.read(path, as_version=4).metadata.get("course", {})
         depends = list(meta.get("depends_on", []))
-        specs.append(NotebookSpec(path.stem, path, depends, list(meta.get("requires", [])),
-                                  list(meta.get("outputs", [])), list(meta.get("reads", depends)),
-                                  list(meta.get("reads_files", []))))
+        specs.append(
+            NotebookSpec(
+                path.stem,
+                path,
+                depends,
+                list(meta.get("requires", [])),
+                list(meta.get("outputs", [])),
+                list(meta.get("reads", depends)),
+                list(meta.get("reads_files", [])),
+            )
+        )
     return specs
 
 
@@ -66,7 +74,9 @@ def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSp
     chosen = [s for s in specs if any(s.name == o or s.name.split("_")[0] == o or s.name.startswith(o) for o in only)]
     unknown = [o for o in only if not any(s.name == o or s.name.startswith(o) for s in specs)]
     if unknown:
-        raise SystemExit(f"error: no notebook matches {', '.join(unknown)}; notebooks: {', '.join(s.name for s in specs)}")
+        raise SystemExit(
+            f"error: no notebook matches {', '.join(unknown)}; notebooks: {', '.join(s.name for s in specs)}"
+        )
     return chosen
 
 
@@ -121,14 +131,27 @@ def run_notebook(spec: NotebookSpec, params: dict, run: Path) -> dict:
     entry = {"name": spec.name, "executed": executed.relative_to(run).as_posix(), "parameters": params}
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(spec.path), str(executed), parameters=params, kernel_name=kernel_name(),
-                            cwd=str(spec.path.parent), log_output=True, progress_bar=True)
+        pm.execute_notebook(
+            str(spec.path),
+            str(executed),
+            parameters=params,
+            kernel_name=kernel_name(),
+            cwd=str(spec.path.parent),
+            log_output=True,
+            progress_bar=True,
+        )
         entry["status"] = "ok"
     except PapermillExecutionError as exc:
-        entry.update(status="failed", error={"cell": exc.exec_count, "cell_index": exc.cell_index,
-                                             "type": exc.ename, "message": exc.evalue})
-        print(f"\nFAILED: notebook {spec.name}, cell [{exc.exec_count}] (index {exc.cell_index}): {exc.ename}: "
-              f"{exc.evalue}\n        partial executed copy: {executed}", file=sys.stderr, flush=True)
+        entry.update(
+            status="failed",
+            error={"cell": exc.exec_count, "cell_index": exc.cell_index, "type": exc.ename, "message": exc.evalue},
+        )
+        print(
+            f"\nFAILED: notebook {spec.name}, cell [{exc.exec_count}] (index {exc.cell_index}): {exc.ename}: "
+            f"{exc.evalue}\n        partial executed copy: {executed}",
+            file=sys.stderr,
+            flush=True,
+        )
     except Exception as exc:  # kernel death, missing kernel, bad notebook JSON
         entry.update(status="failed", error={"cell": None, "type": type(exc).__name__, "message": str(exc)})
         print(f"\nFAILED: notebook {spec.name} did not run: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
@@ -152,10 +175,17 @@ def _write_manifest(path: Path, prof, started: str, entries: dict, specs: list[N
     data_report = path.parent / "data" / "data_report.json"
     data = read_json(data_report) if data_report.is_file() else {}
     manifest = {
-        "profile": prof.name, "profile_settings": prof.to_dict(), "seed": prof.seed, "started": started,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds") if finished else None, "git": git_state(),
-        "environment": environment(), "numerics": numerics.describe(),
-        "data": {k: data.get(k) for k in ("origin", "description", "data_root", "fingerprint", "split_source", "counts")},
+        "profile": prof.name,
+        "profile_settings": prof.to_dict(),
+        "seed": prof.seed,
+        "started": started,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds") if finished else None,
+        "git": git_state(),
+        "environment": environment(),
+        "numerics": numerics.describe(),
+        "data": {
+            k: data.get(k) for k in ("origin", "description", "data_root", "fingerprint", "split_source", "counts")
+        },
         "notebooks": [entries[s.name] for s in specs if s.name in entries],
     }
     write_json(path, manifest)
@@ -166,8 +196,9 @@ def describe(entry: dict) -> str:
     """One line per notebook for the end-of-run summary."""
     if entry.get("up_to_date"):
         ran = entry.get("ran") or {}
-        return (f"up to date (reuses the run started {ran.get('started')}, commit {str(ran.get('commit'))[:10]}"
-                + (" with uncommitted changes)" if ran.get("dirty") else ")"))
+        return f"up to date (reuses the run started {ran.get('started')}, commit {str(ran.get('commit'))[:10]}" + (
+            " with uncommitted changes)" if ran.get("dirty") else ")"
+        )
     return entry["status"] + (f": {entry['reason']}" if entry.get("reason") else "")
 
 
@@ -183,9 +214,17 @@ def unwritable(folder: Path) -> str:
     return ""
 
 
-def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None = None, reports_root: str = "",
-               skip_bad: bool = False, notebooks: Path | None = None, force: bool = False,
-               package: Path | None = None, numerics_mode: str = "pinned") -> int:
+def run_course(
+    profile: str = "cpu",
+    data_root: str = "",
+    only: list[str] | None = None,
+    reports_root: str = "",
+    skip_bad: bool = False,
+    notebooks: Path | None = None,
+    force: bool = False,
+    package: Path | None = None,
+    numerics_mode: str = "pinned",
+) -> int:
     """Run the out-of-date notebooks among those selected; return the process exit code.
 
     `package` is the folder whose modules count as the notebooks' code (the
@@ -198,8 +237,11 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
             print(f"error: --data-root {data_root}: no such folder", file=sys.stderr)
             return 2
     elif prof.expects_real_data:
-        print(f"warning: profile {profile!r} is meant for real data (--data-root); running on the embedded "
-              "synthetic data at full size, which is slow on CPU", file=sys.stderr)
+        print(
+            f"warning: profile {profile!r} is meant for real data (--data-root); running on the embedded "
+            "synthetic data at full size, which is slow on CPU",
+            file=sys.stderr,
+        )
     numerics.apply(numerics_mode, prof.threads)  # the kernels this run starts inherit it
     specs = discover(notebooks)
     chosen = select(specs, only)
@@ -215,16 +257,23 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
         stage = incremental.staging_dir(run)
         work = stage if stage.is_dir() else run
         if work == stage:
-            print(f"resuming the unfinished run kept in {stage} (its finished notebooks count as done; delete the "
-                  f"folder to start over from {run})", file=sys.stderr)
+            print(
+                f"resuming the unfinished run kept in {stage} (its finished notebooks count as done; delete the "
+                f"folder to start over from {run})",
+                file=sys.stderr,
+            )
         manifest = read_json(work / MANIFEST) if (work / MANIFEST).is_file() else {}
         entries = {e["name"]: e for e in manifest.get("notebooks", [])}
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started = datetime.now(UTC).isoformat(timespec="seconds")
         git = git_state()
         this_run = {"started": started, "commit": git["commit"], "dirty": git["dirty"]}
         path = numerics.describe()
-        libraries = {"python": sys.version.split()[0], **package_versions(),
-                     "numerics": f"{path['mode']}, {path['threads']} threads, " + " ".join(f"{k}={v}" for k, v in sorted(path["variables"].items()))}
+        libraries = {
+            "python": sys.version.split()[0],
+            **package_versions(),
+            "numerics": f"{path['mode']}, {path['threads']} threads, "
+            + " ".join(f"{k}={v}" for k, v in sorted(path["variables"].items())),
+        }
         digests, failed, executed = incremental.Digests(), set(), []
         by_name = {s.name: s for s in specs}
 
@@ -239,7 +288,11 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
                 blocked = [d for d in spec.depends_on if d in failed]
                 if blocked:
                     print(f"\n=== {spec.name} === skipped: upstream {', '.join(blocked)} failed", file=sys.stderr)
-                    entries[spec.name] = {"name": spec.name, "status": "skipped", "reason": f"upstream {', '.join(blocked)} failed"}
+                    entries[spec.name] = {
+                        "name": spec.name,
+                        "status": "skipped",
+                        "reason": f"upstream {', '.join(blocked)} failed",
+                    }
                     failed.add(spec.name)
                     continue
                 absent = _absent_tasks(spec, work)
@@ -251,8 +304,10 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
                         incremental.clear(work, spec.owned())
                         entries[spec.name] = {"name": spec.name, "status": "not applicable", "reason": reason}
                     continue
-                params = declared_parameters(spec, prof.params_for(spec.name, data_root=data_root,
-                                                                   reports_root=reports_root) | {"skip_bad": skip_bad})
+                params = declared_parameters(
+                    spec,
+                    prof.params_for(spec.name, data_root=data_root, reports_root=reports_root) | {"skip_bad": skip_bad},
+                )
                 now, reasons = check(spec, params)
                 forced = force and spec in chosen
                 if not reasons and not forced:
@@ -265,7 +320,11 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
                 print(f"\n=== {spec.name} === runs: {why}", flush=True)
                 work = incremental.begin(run)
                 incremental.clear(work, spec.owned())
-                entries[spec.name] = {"name": spec.name, "status": "running", "ran": this_run}  # a kill leaves this mark
+                entries[spec.name] = {
+                    "name": spec.name,
+                    "status": "running",
+                    "ran": this_run,
+                }  # a kill leaves this mark
                 _write_manifest(work / MANIFEST, prof, started, entries, specs, finished=False)
                 params["reports_root"] = str(work.parent)
                 entry = run_notebook(spec, params, work)
@@ -279,8 +338,11 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
                 entries[spec.name] = entry
                 _write_manifest(work / MANIFEST, prof, started, entries, specs, finished=False)  # the report reads it
         except KeyboardInterrupt:
-            print(f"\ninterrupted: {run} is unchanged; the notebooks finished so far are kept in {stage} and the "
-                  "next run resumes from them", file=sys.stderr)
+            print(
+                f"\ninterrupted: {run} is unchanged; the notebooks finished so far are kept in {stage} and the "
+                "next run resumes from them",
+                file=sys.stderr,
+            )
             return 130
         if work == run:
             print(f"\nnothing to do: every selected notebook is up to date in {run} (--force runs them anyway)")
@@ -290,14 +352,26 @@ def run_course(profile: str = "cpu", data_root: str = "", only: list[str] | None
         for e in manifest["notebooks"]:
             print(f"  {e['name']:<32} {e.get('wall_s', '-')!s:>8} s  {describe(e)}")
         if failed:
-            print(f"\n{len(failed)} notebook(s) did not finish: {', '.join(sorted(failed))}.\n{run} is unchanged (the "
-                  f"previous report stays); this run's results are kept in {stage}, and the next run resumes from "
-                  "them, re-running only what failed or changed.", file=sys.stderr)
+            print(
+                f"\n{len(failed)} notebook(s) did not finish: {', '.join(sorted(failed))}.\n{run} is unchanged (the "
+                f"previous report stays); this run's results are kept in {stage}, and the next run resumes from "
+                "them, re-running only what failed or changed.",
+                file=sys.stderr,
+            )
             return 1
         incremental.promote(work, run)
-        stale = [s.name for s in specs if s not in considered and s.name in entries and entries[s.name].get("status") == "ok"
-                 and any(r in executed for r in s.reads)]
+        stale = [
+            s.name
+            for s in specs
+            if s not in considered
+            and s.name in entries
+            and entries[s.name].get("status") == "ok"
+            and any(r in executed for r in s.reads)
+        ]
         if stale:
-            print(f"note: not selected but reading what this run changed, so now out of date: {', '.join(stale)} "
-                  "(a run without --only brings them up to date)", file=sys.stderr)
+            print(
+                f"note: not selected but reading what this run changed, so now out of date: {', '.join(stale)} "
+                "(a run without --only brings them up to date)",
+                file=sys.stderr,
+            )
         return 0

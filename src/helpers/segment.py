@@ -1,37 +1,29 @@
-"""Polyp segmentation (notebooks 04 and 05): metrics, augmentations, smp models, losses, training.
+"""Polyp segmentation (notebooks 04 and 05): metrics, smp models, losses, training.
 
 Metrics are computed per image and then summarised as mean ± std over test
-images, as the published Kvasir-SEG tables are. Augmentations act on image
-and mask together (torchvision.transforms.v2 with a `tv_tensors.Mask`), each
-switchable by name. Copy-paste cuts a polyp by its mask from one training
-frame and pastes it, with a soft edge, into a polyp-free place of another, so
-the model sees frames with several polyps. Every configuration is trained by
-the same `fit`, so an ablation row differs from another only in what it names.
+images, as the published Kvasir-SEG tables are. The augmentations are in
+`helpers.augment`. Every configuration is trained by the same `fit`, so an
+ablation row differs from another only in what it names.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from . import tables
+from .augment import ABLATION, AUGMENTATIONS, SegmentationBatches, augment_batch, unnormalise
 from .progress import progress
-from .training import IMAGENET_MEAN, IMAGENET_STD, device, extract_features, load_encoder, seed_everything
-
-FOV_LUMA = 12  # pixels darker than this are the black frame around the endoscope's field of view
+from .training import device, extract_features, load_encoder, seed_everything
 
 
 def per_image_metrics(pred: np.ndarray, target: np.ndarray) -> pd.DataFrame:
@@ -52,123 +44,15 @@ def per_image_metrics(pred: np.ndarray, target: np.ndarray) -> pd.DataFrame:
     def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.divide(num, den, out=np.ones_like(num), where=den > 0)
 
-    return pd.DataFrame({"dice": ratio(2 * tp, 2 * tp + fp + fn), "iou": ratio(tp, tp + fp + fn),
-                         "pixel_accuracy": (tp + tn) / p.shape[1], "precision": ratio(tp, tp + fp),
-                         "recall": ratio(tp, tp + fn)})
-
-
-def _soft_alpha(mask: np.ndarray, feather: float) -> np.ndarray:
-    """1 deep inside the mask, ramping to 0 at its border over `feather` pixels, 0 outside: no bleed past the mask."""
-    if feather <= 0:
-        return mask.astype(np.float32)
-    return np.clip(ndimage.distance_transform_edt(mask) / feather, 0, 1).astype(np.float32)
-
-
-def paste_polyp(image: np.ndarray, mask: np.ndarray, src_image: np.ndarray, src_mask: np.ndarray,
-                rng: np.random.Generator, feather: float = 3.0, margin: int = 4,
-                tries: int = 30) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Paste one polyp (a connected component of `src_mask`) into a polyp-free place of `image`.
-
-    The place keeps `margin` pixels from every existing polyp and lies inside
-    the field of view. The new mask is exactly the old mask plus the pasted
-    component. Returns (image, mask, pasted); nothing changes when no place fits.
-    """
-    labels, n = ndimage.label(src_mask > 0)
-    if n == 0:
-        return image, mask, False
-    component = labels == rng.integers(1, n + 1)
-    rows, cols = np.flatnonzero(component.any(1)), np.flatnonzero(component.any(0))
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    piece, piece_img = component[y0:y1, x0:x1], src_image[y0:y1, x0:x1]
-    h, w = piece.shape
-    if h > image.shape[0] or w > image.shape[1]:
-        return image, mask, False
-    blocked = ndimage.binary_dilation(mask > 0, iterations=margin) if margin else mask > 0
-    dark = image.mean(axis=2) < FOV_LUMA
-    for _ in range(tries):
-        y, x = int(rng.integers(0, image.shape[0] - h + 1)), int(rng.integers(0, image.shape[1] - w + 1))
-        if (piece & (blocked[y:y + h, x:x + w] | dark[y:y + h, x:x + w])).any():
-            continue
-        alpha = _soft_alpha(piece, feather)[..., None]
-        out_img, out_mask = image.copy(), mask.copy()
-        region = out_img[y:y + h, x:x + w].astype(np.float32)
-        out_img[y:y + h, x:x + w] = np.rint(alpha * piece_img + (1 - alpha) * region).astype(image.dtype)
-        out_mask[y:y + h, x:x + w] = np.where(piece, 1, out_mask[y:y + h, x:x + w]).astype(mask.dtype)
-        return out_img, out_mask, True
-    return image, mask, False
-
-
-class CopyPaste:
-    """Augmentation: with probability `p`, paste 1..`max_pastes` polyps from a pool of training frames.
-
-    The pool must come from the training split only, never validation or test.
-    """
-
-    def __init__(self, pool_images: np.ndarray, pool_masks: np.ndarray, p: float = 0.5, max_pastes: int = 2,
-                 feather: float = 3.0, seed: int = 0):
-        keep = pool_masks.reshape(len(pool_masks), -1).any(1)
-        self.images, self.masks = pool_images[keep], pool_masks[keep]
-        self.p, self.max_pastes, self.feather = p, max_pastes, feather
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not len(self.images) or self.rng.random() >= self.p:
-            return image, mask
-        for _ in range(int(self.rng.integers(1, self.max_pastes + 1))):
-            i = int(self.rng.integers(len(self.images)))
-            image, mask, _ = paste_polyp(image, mask, self.images[i], self.masks[i], self.rng, self.feather)
-        return image, mask
-
-
-GEOMETRIC = ["rotate", "hflip", "vflip", "zoom"]
-AUGMENTATIONS = (*GEOMETRIC, "colour", "blur", "copy_paste")
-# The ablation's rows, each adding one idea to the one before, as in the original project.
-ABLATION = {"none": [], "geometric": GEOMETRIC, "+ colour": [*GEOMETRIC, "colour"],
-            "+ blur": [*GEOMETRIC, "colour", "blur"], "+ copy-paste": [*GEOMETRIC, "colour", "blur", "copy_paste"]}
-
-
-def _check_augmentations(names: list[str]) -> None:
-    unknown = [n for n in names if n not in AUGMENTATIONS]
-    if unknown:
-        raise ValueError(f"unknown augmentation(s) {unknown}; choose from {', '.join(AUGMENTATIONS)}")
-
-
-def joint_transform(names: list[str], p: float = 0.5) -> v2.Compose:
-    """Image + mask transform: the named augmentations (each applied with probability `p`), then normalisation.
-
-    Geometric steps move image and mask together (masks resample with nearest
-    neighbours, so they stay binary); colour and blur touch the image only.
-    Copy-paste is not here: it needs a pool of frames (see `SegmentationSet`).
-    """
-    _check_augmentations(names)
-    steps = {"rotate": v2.RandomApply([v2.RandomRotation(90)], p=p),  # the endoscope has no 'up'
-             "hflip": v2.RandomHorizontalFlip(p), "vflip": v2.RandomVerticalFlip(p),
-             "zoom": v2.RandomApply([v2.RandomAffine(degrees=0, scale=(0.75, 1.33))], p=p),  # zoom in/out, same size
-             "colour": v2.RandomApply([v2.ColorJitter(0.15, 0.15, 0.1, 0.02)], p=p),  # slight: hue carries meaning
-             "blur": v2.RandomApply([v2.GaussianBlur(5, sigma=(0.3, 1.5))], p=p)}  # motion/defocus blur
-    return v2.Compose([steps[n] for n in names if n in steps]
-                      + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-class SegmentationSet(Dataset):
-    """In-memory frames and binary masks -> (normalised image, float mask 1 x H x W), augmented by name."""
-
-    def __init__(self, images: np.ndarray, masks: np.ndarray, augment: list[str] = (), seed: int = 0, p: float = 0.5):
-        self.images, self.masks = images, masks
-        self.transform = joint_transform([n for n in augment if n != "copy_paste"], p)
-        # the pool is this same (training) set, so nothing from validation or test is ever pasted
-        self.copy_paste = CopyPaste(images, masks, p=p, seed=seed) if "copy_paste" in augment else None
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.images[i], self.masks[i]
-        if self.copy_paste is not None:
-            image, mask = self.copy_paste(image, mask)
-        x, y = self.transform(tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)),
-                              tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask))[None]))
-        return x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor).float()
+    return pd.DataFrame(
+        {
+            "dice": ratio(2 * tp, 2 * tp + fp + fn),
+            "iou": ratio(tp, tp + fp + fn),
+            "pixel_accuracy": (tp + tn) / p.shape[1],
+            "precision": ratio(tp, tp + fp),
+            "recall": ratio(tp, tp + fn),
+        }
+    )
 
 
 ARCHITECTURES = {"unet": smp.Unet, "deeplabv3plus": smp.DeepLabV3Plus, "fpn": smp.FPN}
@@ -205,44 +89,70 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 32) ->
     return torch.sigmoid(torch.from_numpy(logits[:, 0])).numpy()
 
 
-def fit(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-        augment: list[str], epochs: int, lr: float, batch_size: int, seed: int, loss: str = "dice_bce",
-        optimizer: str = "adamw", desc: str = "train") -> pd.DataFrame:
+def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
+    """'adamw' (fast on few epochs) or 'sgd' (momentum 0.9, as in the original project)."""
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    raise ValueError(f"unknown optimizer {name!r}; choose 'adamw' or 'sgd'")
+
+
+def train_epoch(
+    model: nn.Module,
+    batches,
+    opt: torch.optim.Optimizer,
+    criterion: Callable,
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> float:
+    """One pass over `batches` (pairs of image and mask tensors); returns the mean training loss."""
+    dev = next(model.parameters()).device
+    model.train()
+    losses = []
+    for x, y in batches:
+        batch_loss = criterion(model(x.to(dev)), y.to(dev))
+        opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        losses.append(batch_loss.item())
+    return float(np.mean(losses))
+
+
+def fit(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    augment: list[str],
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    loss: str = "dice_bce",
+    optimizer: str = "adamw",
+    desc: str = "train",
+) -> pd.DataFrame:
     """Train with cosine decay; keep the epoch with the best mean validation Dice (test never looks).
 
-    `optimizer` is 'adamw' (fast on few epochs) or 'sgd' (momentum 0.9, as in
-    the original project). Returns one row per epoch.
+    Batches are augmented a whole batch at a time (`augment.SegmentationBatches`).
+    Returns one row per epoch.
     """
-    dev = device()
-    model.to(dev)
-    loader = DataLoader(SegmentationSet(*train, augment, seed=seed), batch_size=batch_size, shuffle=True,
-                        drop_last=len(train[0]) > batch_size, generator=torch.Generator().manual_seed(seed))
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-    elif optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose 'adamw' or 'sgd'")
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(loader)))
+    model.to(device())
+    batches = SegmentationBatches(*train, augment, batch_size=batch_size, seed=seed)
+    opt = make_optimizer(model, optimizer, lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(batches)))
     criterion = loss_fn(loss)
     history, best_dice, best_state = [], -1.0, None
     bar = progress(range(1, epochs + 1), desc=desc)
     for epoch in bar:
-        model.train()
-        losses = []
-        for x, y in loader:
-            batch_loss = criterion(model(x.to(dev)), y.to(dev))
-            opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(batch_loss.item())
+        train_loss = train_epoch(model, batches, opt, criterion, sched)
         val_dice = float(per_image_metrics(predict_proba(model, val[0]) >= 0.5, val[1])["dice"].mean())
         kept = val_dice > best_dice
         if kept:
             best_dice, best_state = val_dice, copy.deepcopy(model.state_dict())
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_dice": val_dice, "kept": kept})
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val_dice=f"{val_dice:.3f}", refresh=False)
+        history.append({"epoch": epoch, "loss": train_loss, "val_dice": val_dice, "kept": kept})
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_dice=f"{val_dice:.3f}", refresh=False)
     model.load_state_dict(best_state)
     model.eval()
     return pd.DataFrame(history)
@@ -255,9 +165,17 @@ def summarise(per_image: pd.DataFrame, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def train_grid(configs: list[dict], seeds: list[int], data: dict[str, tuple[np.ndarray, np.ndarray]], epochs: int,
-               lr: float, batch_size: int, loss: str = "dice_bce", optimizer: str = "adamw",
-               encoder_weights: Path | None = None) -> tuple[pd.DataFrame, dict[tuple, nn.Module]]:
+def train_grid(
+    configs: list[dict],
+    seeds: list[int],
+    data: dict[str, tuple[np.ndarray, np.ndarray]],
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    loss: str = "dice_bce",
+    optimizer: str = "adamw",
+    encoder_weights: Path | None = None,
+) -> tuple[pd.DataFrame, dict[tuple, nn.Module]]:
     """Train every configuration once per seed under the same budget; score validation and test.
 
     A config names `arch`, `encoder`, `augmentation` (a key of `ABLATION`, or
@@ -278,24 +196,38 @@ def train_grid(configs: list[dict], seeds: list[int], data: dict[str, tuple[np.n
             model = build(cfg["arch"], cfg["encoder"], encoder_weights if cfg["init"] == "SSL" else None)
             start = time.perf_counter()
             name = f"{cfg['arch']}/{cfg['encoder']} {cfg['augmentation']} {cfg['init']} seed {seed}"
-            history = fit(model, data["train"], data["val"], augment, epochs, lr, batch_size, seed, loss, optimizer,
-                          desc=name)
+            history = fit(
+                model, data["train"], data["val"], augment, epochs, lr, batch_size, seed, loss, optimizer, desc=name
+            )
             train_s = time.perf_counter() - start
             test = per_image_metrics(predict_proba(model, data["test"][0]) >= 0.5, data["test"][1])
-            rows.append({"arch": cfg["arch"], "encoder": cfg["encoder"], "augmentation": cfg["augmentation"],
-                         "init": cfg["init"], "seed": seed, "epochs": epochs, "best_epoch": int(history["val_dice"].idxmax() + 1),
-                         "train_s": train_s, "val_dice": float(history["val_dice"].max()), **summarise(test, "test_")})
+            rows.append(
+                {
+                    "arch": cfg["arch"],
+                    "encoder": cfg["encoder"],
+                    "augmentation": cfg["augmentation"],
+                    "init": cfg["init"],
+                    "seed": seed,
+                    "epochs": epochs,
+                    "best_epoch": int(history["val_dice"].idxmax() + 1),
+                    "train_s": train_s,
+                    "val_dice": float(history["val_dice"].max()),
+                    **summarise(test, "test_"),
+                }
+            )
             models[(cfg["arch"], cfg["encoder"], cfg["augmentation"], cfg["init"], seed)] = model
     return pd.DataFrame(rows), models
 
 
 # The course brief's published U-Net results on Kvasir-SEG (900/100, SGD 1e-2, batch 8, 60 epochs).
-PUBLISHED = pd.DataFrame([
-    {"model": "UNet", "setting": "no augmentation", "iou": 0.592, "dice": 0.744},
-    {"model": "UNet", "setting": "augmentation", "iou": 0.649, "dice": 0.787},
-    {"model": "UNet", "setting": "pretrained encoder + augmentation", "iou": 0.653, "dice": 0.790},
-    {"model": "DoubleU-Net", "setting": "augmentation", "iou": 0.710, "dice": 0.830},
-])
+PUBLISHED = pd.DataFrame(
+    [
+        {"model": "UNet", "setting": "no augmentation", "iou": 0.592, "dice": 0.744},
+        {"model": "UNet", "setting": "augmentation", "iou": 0.649, "dice": 0.787},
+        {"model": "UNet", "setting": "pretrained encoder + augmentation", "iou": 0.653, "dice": 0.790},
+        {"model": "DoubleU-Net", "setting": "augmentation", "iou": 0.710, "dice": 0.830},
+    ]
+)
 
 
 def best_row(summary: pd.DataFrame, arch: str) -> str:
@@ -311,16 +243,20 @@ def _row(summary: pd.DataFrame, arch: str, augmentation: str, init: str = "rando
     return hit.iloc[0]
 
 
-def comparison(summary: pd.DataFrame, arch: str, new: tuple[str, str], base: tuple[str, str],
-               metric: str = "dice") -> dict:
+def comparison(
+    summary: pd.DataFrame, arch: str, new: tuple[str, str], base: tuple[str, str], metric: str = "dice"
+) -> dict:
     """Test `metric` of one ablation row (augmentation, init) against another, judged by `tables.compare`."""
     a, b = _row(summary, arch, *new), _row(summary, arch, *base)
-    judged = tables.compare(a[f"test_{metric}_mean"], a[f"test_{metric}_std"], b[f"test_{metric}_mean"],
-                            b[f"test_{metric}_std"])
+    judged = tables.compare(
+        a[f"test_{metric}_mean"], a[f"test_{metric}_std"], b[f"test_{metric}_mean"], b[f"test_{metric}_std"]
+    )
     label = lambda r: r["augmentation"] + (" + SSL init" if r["init"] == "SSL" else "")
-    text = (f"{arch}: **{label(a)}** ({a[f'test_{metric}_mean']:.3f} ± {a[f'test_{metric}_std']:.3f}) "
-            f"**{judged['words']}** {label(b)} ({b[f'test_{metric}_mean']:.3f} ± {b[f'test_{metric}_std']:.3f}); "
-            f"test {metric}, difference {judged['gain']:+.3f} over {int(a['runs'])} seed(s).")
+    text = (
+        f"{arch}: **{label(a)}** ({a[f'test_{metric}_mean']:.3f} ± {a[f'test_{metric}_std']:.3f}) "
+        f"**{judged['words']}** {label(b)} ({b[f'test_{metric}_mean']:.3f} ± {b[f'test_{metric}_std']:.3f}); "
+        f"test {metric}, difference {judged['gain']:+.3f} over {int(a['runs'])} seed(s)."
+    )
     return {"arch": arch, "new": label(a), "base": label(b), "metric": metric, **judged, "text": text}
 
 
@@ -328,8 +264,11 @@ def ablation_verdicts(summary: pd.DataFrame, arch: str) -> list[dict]:
     """The questions the ablation asks, for one architecture: does augmentation help, does copy-paste
     add to the basic augmentations, does SSL init help the best row."""
     rows = set(summary.loc[(summary["arch"] == arch) & (summary["init"] == "random"), "augmentation"])
-    out = [comparison(summary, arch, (r, "random"), ("none", "random")) for r in ABLATION if r != "none" and r in rows
-           and "none" in rows]
+    out = [
+        comparison(summary, arch, (r, "random"), ("none", "random"))
+        for r in ABLATION
+        if r != "none" and r in rows and "none" in rows
+    ]
     if {"+ copy-paste", "+ blur"} <= rows:
         out.append(comparison(summary, arch, ("+ copy-paste", "random"), ("+ blur", "random")))
     ssl_rows = summary[(summary["arch"] == arch) & (summary["init"] == "SSL")]
@@ -343,13 +282,18 @@ def plot_ablation(runs: pd.DataFrame, metric: str = "test_dice", title: str = ""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    frame = runs.assign(row=[a + (" + SSL init" if i == "SSL" else "") for a, i in zip(runs["augmentation"], runs["init"])])
+    frame = runs.assign(
+        row=[a + (" + SSL init" if i == "SSL" else "") for a, i in zip(runs["augmentation"], runs["init"])]
+    )
     fig, ax = plt.subplots(figsize=(9, 3.8))
     sns.barplot(data=frame, x="row", y=metric, hue="arch", errorbar="sd", capsize=0.08, ax=ax, alpha=0.85)
     sns.stripplot(data=frame, x="row", y=metric, hue="arch", dodge=True, ax=ax, palette="dark:k", size=3, legend=False)
     low = max(0.0, frame[metric].min() - 0.1)
-    ax.set(ylim=(low, min(1.0, frame[metric].max() + 0.05)), xlabel="augmentation (cumulative)",
-           ylabel=f"{metric.replace('_', ' ')} (mean ± sd over seeds)")
+    ax.set(
+        ylim=(low, min(1.0, frame[metric].max() + 0.05)),
+        xlabel="augmentation (cumulative)",
+        ylabel=f"{metric.replace('_', ' ')} (mean ± sd over seeds)",
+    )
     ax.tick_params(axis="x", labelrotation=15)
     ax.legend(fontsize=8, loc="lower right")
     if title:
@@ -358,17 +302,21 @@ def plot_ablation(runs: pd.DataFrame, metric: str = "test_dice", title: str = ""
     return fig
 
 
-def plot_cases(images: np.ndarray, masks: np.ndarray, preds: dict[str, np.ndarray], captions: list[str],
-               title: str = ""):
+def plot_cases(
+    images: np.ndarray, masks: np.ndarray, preds: dict[str, np.ndarray], captions: list[str], title: str = ""
+):
     """One column per frame: the image, the ground truth (green) and each named prediction (magenta) overlaid."""
     import matplotlib.pyplot as plt
 
     from .eda import overlay
 
     rows = [("image", images), ("ground truth", [overlay(im, m) for im, m in zip(images, masks)])]
-    rows += [(name, [overlay(im, p, colour=(255, 0, 255)) for im, p in zip(images, pred)]) for name, pred in preds.items()]
-    fig, axes = plt.subplots(len(rows), len(images), figsize=(1.9 * len(images) + 0.8, 1.95 * len(rows) + 0.5),
-                             squeeze=False)
+    rows += [
+        (name, [overlay(im, p, colour=(255, 0, 255)) for im, p in zip(images, pred)]) for name, pred in preds.items()
+    ]
+    fig, axes = plt.subplots(
+        len(rows), len(images), figsize=(1.9 * len(images) + 0.8, 1.95 * len(rows) + 0.5), squeeze=False
+    )
     for r, (name, panels) in enumerate(rows):
         for c, panel in enumerate(panels):
             ax = axes[r, c]
@@ -390,20 +338,26 @@ def show_augmentations(images: np.ndarray, masks: np.ndarray, pool: tuple[np.nda
     """Each named augmentation applied for sure (p = 1) to a few frames, mask outline drawn: what a row adds."""
     import matplotlib.pyplot as plt
 
+    from .augment import CopyPaste
     from .eda import overlay
 
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     names = ["original", *AUGMENTATIONS]
     fig, axes = plt.subplots(len(images), len(names), figsize=(1.6 * len(names), 1.75 * len(images)), squeeze=False)
-    torch.manual_seed(seed)
     for c, name in enumerate(names):
-        aug = SegmentationSet(*pool, [] if name == "original" else [name], seed=seed, p=1.0)
-        for r in range(len(images)):
-            image, mask = (aug.copy_paste(images[r], masks[r]) if aug.copy_paste else (images[r], masks[r]))
-            x, y = aug.transform(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
-                                 tv_tensors.Mask(torch.from_numpy(mask)[None]))
-            shown = ((x * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-            axes[r, c].imshow(overlay(shown, y[0].numpy(), alpha=0.0))
+        shown_images, shown_masks = images, masks
+        if name == "copy_paste":
+            paste = CopyPaste(*pool, p=1.0, seed=seed)
+            pasted = [paste(i, m) for i, m in zip(images, masks)]
+            shown_images, shown_masks = np.stack([i for i, _ in pasted]), np.stack([m for _, m in pasted])
+        x, y = augment_batch(
+            torch.from_numpy(shown_images).permute(0, 3, 1, 2),
+            torch.from_numpy(shown_masks)[:, None],
+            [name] if name in AUGMENTATIONS and name != "copy_paste" else [],
+            1.0,
+            torch.Generator().manual_seed(seed),
+        )
+        for r, (image, mask) in enumerate(zip(unnormalise(x), y[:, 0].numpy())):
+            axes[r, c].imshow(overlay(image, mask, alpha=0.0))
             axes[r, c].set_axis_off()
         axes[0, c].set_title(name.replace("_", "-"), fontsize=8)
     fig.tight_layout()
@@ -417,17 +371,26 @@ def published_comparison(summary: pd.DataFrame, best: str, comparable: bool) -> 
     `comparable` says whether the run used the published setting (real
     Kvasir-SEG at full resolution); the table says so in every row.
     """
-    ours = {"no augmentation": ("none", "random"), "augmentation": (best, "random"),
-            "pretrained encoder + augmentation": (best, "SSL")}
+    ours = {
+        "no augmentation": ("none", "random"),
+        "augmentation": (best, "random"),
+        "pretrained encoder + augmentation": (best, "SSL"),
+    }
     rows = []
     for pub in PUBLISHED[PUBLISHED["model"] == "UNet"].itertuples():
         aug, init = ours[pub.setting]
         hit = summary[(summary["arch"] == "unet") & (summary["augmentation"] == aug) & (summary["init"] == init)]
-        rows.append({"setting": pub.setting, "published dice": pub.dice, "published iou": pub.iou,
-                     "this run": f"unet · {aug} · {init} init" if len(hit) else "not run",
-                     "dice": hit["test_dice_mean"].iloc[0] if len(hit) else np.nan,
-                     "iou": hit["test_iou_mean"].iloc[0] if len(hit) else np.nan,
-                     "comparable": "yes" if comparable else "no: other data / resolution / budget"})
+        rows.append(
+            {
+                "setting": pub.setting,
+                "published dice": pub.dice,
+                "published iou": pub.iou,
+                "this run": f"unet · {aug} · {init} init" if len(hit) else "not run",
+                "dice": hit["test_dice_mean"].iloc[0] if len(hit) else np.nan,
+                "iou": hit["test_iou_mean"].iloc[0] if len(hit) else np.nan,
+                "comparable": "yes" if comparable else "no: other data / resolution / budget",
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -53,17 +53,19 @@ def simclr_views(image_size: int) -> v2.Compose:
     Hue jitter is kept small: in colonoscopy colour carries meaning (blue dye,
     redness), and a representation blind to it would throw that away.
     """
-    return v2.Compose([
-        v2.ToImage(),
-        v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomVerticalFlip(),
-        v2.RandomRotation(20),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.3, 0.03)], p=0.8),
-        v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.5),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomRotation(20),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.3, 0.03)], p=0.8),
+            v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.5),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 class TwoViews(Dataset):
@@ -92,14 +94,27 @@ class SimCLR(nn.Module):
         return self.head(self.encoder(x))
 
 
-def pretrain(model: SimCLR, images: np.ndarray, image_size: int, epochs: int, batch_size: int,
-             lr: float = 1e-3, temperature: float = 0.5, seed: int = 0) -> pd.DataFrame:
+def pretrain(
+    model: SimCLR,
+    images: np.ndarray,
+    image_size: int,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    temperature: float = 0.5,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Train `model` on unlabeled uint8 frames; returns the loss per epoch."""
     dev = device()
     model.to(dev).train()
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(TwoViews(images, simclr_views(image_size)), batch_size=batch_size, shuffle=True,
-                        drop_last=len(images) > batch_size, generator=generator)
+    loader = DataLoader(
+        TwoViews(images, simclr_views(image_size)),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=len(images) > batch_size,
+        generator=generator,
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(loader)))
     history = []
@@ -130,8 +145,15 @@ def label_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.sort(subset)
 
 
-def few_label_eval(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                   fractions: list[float], repeats: int, seed: int) -> pd.DataFrame:
+def few_label_eval(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    fractions: list[float],
+    repeats: int,
+    seed: int,
+) -> pd.DataFrame:
     """Linear probe (logistic regression) and 5-NN on frozen features, per label budget.
 
     Small budgets are drawn `repeats` times (different labeled subsets), so the
@@ -145,9 +167,16 @@ def few_label_eval(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
             knn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=min(5, len(idx)), metric="cosine"))
             for name, clf in (("linear probe", probe), ("5-NN", knn)):
                 pred = clf.fit(train_x[idx], train_y[idx]).predict(test_x)
-                rows.append({"label_fraction": fraction, "labels": len(idx), "draw": r, "method": name,
-                             "accuracy": accuracy_score(test_y, pred),
-                             "macro_f1": f1_score(test_y, pred, average="macro")})
+                rows.append(
+                    {
+                        "label_fraction": fraction,
+                        "labels": len(idx),
+                        "draw": r,
+                        "method": name,
+                        "accuracy": accuracy_score(test_y, pred),
+                        "macro_f1": f1_score(test_y, pred, average="macro"),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -168,12 +197,21 @@ def verdict(table: pd.DataFrame, method: str = "linear probe") -> dict:
     ssl_f1, rand_f1 = small.loc["SimCLR", "macro_f1_mean"], small.loc["random init", "macro_f1_mean"]
     gain, spread = ssl_f1 - rand_f1, float(small["macro_f1_std"].max())
     word = "beats" if gain > spread else ("does not clearly beat" if gain > 0 else "does not beat")
-    text = (f"With {fraction:.0%} of the labels ({int(small['labels'].iloc[0])} frames), the {method} on SimCLR features "
-            f"reaches macro F1 {ssl_f1:.3f} ± {small.loc['SimCLR', 'macro_f1_std']:.3f} vs {rand_f1:.3f} ± "
-            f"{small.loc['random init', 'macro_f1_std']:.3f} for random init: pretraining **{word}** random "
-            f"initialisation (difference {gain:+.3f}, largest spread over draws {spread:.3f}).")
-    return {"label_fraction": float(fraction), "ssl_f1": float(ssl_f1), "random_f1": float(rand_f1), "gain": float(gain),
-            "spread": spread, "verdict": word, "text": text}
+    text = (
+        f"With {fraction:.0%} of the labels ({int(small['labels'].iloc[0])} frames), the {method} on SimCLR features "
+        f"reaches macro F1 {ssl_f1:.3f} ± {small.loc['SimCLR', 'macro_f1_std']:.3f} vs {rand_f1:.3f} ± "
+        f"{small.loc['random init', 'macro_f1_std']:.3f} for random init: pretraining **{word}** random "
+        f"initialisation (difference {gain:+.3f}, largest spread over draws {spread:.3f})."
+    )
+    return {
+        "label_fraction": float(fraction),
+        "ssl_f1": float(ssl_f1),
+        "random_f1": float(rand_f1),
+        "gain": float(gain),
+        "spread": spread,
+        "verdict": word,
+        "text": text,
+    }
 
 
 def view_grid(images: np.ndarray, image_size: int, n: int = 4, seed: int = 0):
@@ -223,7 +261,10 @@ def unlabeled_pool(profile: str, reports_root: str, image_size: int) -> tuple[np
     if sources["unlabeled"]:
         pool, _ = load_split("unlabeled", None, profile, reports_root, image_size)
         return pool.images, f"unlabeled pool ({len(pool.images)} frames)"
-    parts = [load_split(task, "train", profile, reports_root, image_size)[0].images
-             for task in ("classification", "segmentation") if sources[task]]
+    parts = [
+        load_split(task, "train", profile, reports_root, image_size)[0].images
+        for task in ("classification", "segmentation")
+        if sources[task]
+    ]
     images = np.concatenate(parts)
     return images, f"train-split frames with labels ignored ({len(images)} frames; no unlabeled folder in this data)"

@@ -10,7 +10,7 @@ import pandas as pd
 
 
 def mean_std(frame: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """`<metric>_mean`, `<metric>_std` (0 for a single run) and `runs` per group, in first-seen order (NaN keys kept)."""
+    """`<metric>_mean`, `<metric>_std` (0 for a single run) and `runs` per group, first-seen order, NaN keys kept."""
     grouped = frame.groupby(by, sort=False, dropna=False)[metrics]
     out = grouped.agg(["mean", "std"])
     out.columns = [f"{m}_{s}" for m, s in out.columns]
@@ -28,8 +28,12 @@ def as_markdown(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> str
 
 
 # How a difference reads, by `compare`'s outcome.
-WORDS = {"better": "is better than", "tie_above": "is at least as good as (within the spread over seeds)",
-         "tie_below": "is slightly below, within the spread over seeds,", "worse": "is worse than"}
+WORDS = {
+    "better": "is better than",
+    "tie_above": "is at least as good as (within the spread over seeds)",
+    "tie_below": "is slightly below, within the spread over seeds,",
+    "worse": "is worse than",
+}
 
 
 def compare(new: float, new_std: float, base: float, base_std: float, digits: int = 3) -> dict:
