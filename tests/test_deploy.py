@@ -197,6 +197,7 @@ def test_predictor_skips_files_that_are_not_images_by_name(exported, tmp_path, c
     _, _, xmls = exported
     _good(tmp_path / "in")
     (tmp_path / "in" / "readme.txt").write_text("notes")
+    (tmp_path / "in" / "more").mkdir()
     assert (
         main(
             [
@@ -211,7 +212,8 @@ def test_predictor_skips_files_that_are_not_images_by_name(exported, tmp_path, c
         )
         == 0
     )
-    assert "readme.txt: skipped" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "readme.txt: skipped" in err and "more: skipped (a folder" in err  # nothing skipped without a word
 
 
 def test_predictor_segments_at_the_files_resolution(exported, tmp_path):
