@@ -55,3 +55,67 @@ def test_vote_masks_name_the_rule_and_the_number_of_models():
     votes = ensemble.vote_masks(probas, " + flip TTA")
     assert votes["soft vote (3) + flip TTA"].tolist() == [[True, False]]  # means 0.567, 0.383
     assert votes["hard vote (3) + flip TTA"].tolist() == [[True, False]]  # votes 2 of 3, 1 of 3
+
+
+def test_member_configs_take_notebook_04s_best_row_per_decoder():
+    index = {"best": "k", "checkpoints": {"k": {"augmentation": "geometric"}}, "best_rows": {"unet": "+ blur"}}
+    configs = ensemble.member_configs(["unet/resnet18", "fpn/resnet34"], index)
+    assert [(c["arch"], c["encoder"], c["augmentation"]) for c in configs] == [
+        ("unet", "resnet18", "+ blur"),
+        ("fpn", "resnet34", "geometric"),  # not trained by 04: the overall best row
+    ]
+    with pytest.raises(ValueError, match="<decoder>/<timm encoder>"):
+        ensemble.member_configs(["resnet18"], index)
+
+
+def _summary(rows):
+    import pandas as pd
+
+    cols = ["model", "kind", "test_dice_mean", "test_dice_std", "val_dice_mean", "ms_per_frame"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def test_segmentation_verdicts_pick_on_validation_and_judge_against_the_seed_spread():
+    summary = _summary(
+        [
+            ["a", "member", 0.80, 0.01, 0.79, 2.0],
+            ["b", "member", 0.85, 0.01, 0.70, 2.0],  # best on test, but not on validation: not the baseline
+            ["soft vote (2)", "vote", 0.83, 0.01, 0.81, 5.0],
+            ["hard vote (2)", "vote", 0.805, 0.02, 0.78, 5.0],
+        ]
+    )
+    verdicts, best = ensemble.segmentation_verdicts(summary, 2)
+    assert best == "a" and [v["ensemble"] for v in verdicts] == ["soft vote (2)", "hard vote (2)"]
+    assert verdicts[0]["outcome"] == "better" and verdicts[0]["cost_ratio"] == pytest.approx(2.5)
+    assert verdicts[1]["outcome"] == "tie_above" and "within the spread over seeds" in verdicts[1]["text"]
+
+
+def test_classification_verdict_states_what_its_spread_is():
+    import pandas as pd
+
+    summary = pd.DataFrame(
+        {
+            "model": ["s1", "s2", "soft vote: all"],
+            "kind": ["member", "member", "vote"],
+            "macro_f1": [0.70, 0.75, 0.72],
+            "val_macro_f1": [0.8, 0.6, 0.9],
+        }
+    )
+    verdict = ensemble.classification_verdict(summary, n_test=60)  # noise: 3 of 60 frames = 0.05
+    assert verdict["best_member"] == "s1" and verdict["best_vote"] == "soft vote: all"
+    assert verdict["outcome"] == "tie_above" and "within the spread of three test frames" in verdict["text"]
+
+
+def test_frame_rescues_count_rescued_and_broken_frames():
+    masks = np.zeros((3, 4, 4), bool)
+    masks[:, :2, :2] = True
+    right, wrong = masks.copy(), np.zeros_like(masks)
+    predicted = {
+        "m1": np.stack([right[0], wrong[1], right[2]]),
+        "m2": np.stack([right[0], right[1], wrong[2]]),
+        "m3": np.stack([wrong[0], right[1], wrong[2]]),
+    }
+    predicted["hard vote (3)"] = np.stack([right[0], right[1], wrong[2]])
+    found = ensemble.frame_rescues(predicted, masks, ["m1", "m2", "m3"], "m1", 0.5)
+    assert found["rescued"].tolist() == [0, 1] and found["broken"].tolist() == [2]
+    assert found["vs_best"] == {"better": 1, "worse": 1}

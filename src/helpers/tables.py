@@ -30,18 +30,20 @@ def as_markdown(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> str
 # How a difference reads, by `compare`'s outcome.
 WORDS = {
     "better": "is better than",
-    "tie_above": "is at least as good as (within the spread over seeds)",
-    "tie_below": "is slightly below, within the spread over seeds,",
+    "tie_above": "is at least as good as (within the spread {spread})",
+    "tie_below": "is slightly below, within the spread {spread},",
     "worse": "is worse than",
 }
 
 
-def compare(new: float, new_std: float, base: float, base_std: float, digits: int = 3) -> dict:
+def compare(
+    new: float, new_std: float, base: float, base_std: float, digits: int = 3, spread_of: str = "over seeds"
+) -> dict:
     """`new` vs `base` (means over runs): clearly better or worse only beyond the larger std over runs.
 
     The difference is rounded to the shown precision first, so a gap nobody
-    can see in the table is a tie. Returns gain, spread, outcome (a key of
-    WORDS) and its words.
+    can see in the table is a tie. `spread_of` says what the spread is over,
+    in the words. Returns gain, spread, outcome (a key of WORDS) and its words.
     """
     gain, spread = round(new - base, digits), max(new_std, base_std)
     if gain > spread:
@@ -52,4 +54,5 @@ def compare(new: float, new_std: float, base: float, base_std: float, digits: in
         outcome = "tie_below"
     else:
         outcome = "worse"
-    return {"gain": float(gain), "spread": float(spread), "outcome": outcome, "words": WORDS[outcome]}
+    words = WORDS[outcome].format(spread=spread_of)
+    return {"gain": float(gain), "spread": float(spread), "outcome": outcome, "words": words}
