@@ -204,6 +204,8 @@ def describe(entry: dict) -> str:
 
 def unwritable(folder: Path) -> str:
     """Why reports cannot be written to `folder` ("" when they can), found before any notebook runs."""
+    if folder.exists() and not folder.is_dir():
+        return f"cannot write reports to {folder}: it is a file, not a folder"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -248,7 +250,7 @@ def run_course(
     needed = upstream_of(specs, chosen)
     considered = [s for s in specs if s in chosen or s.name in needed]
     run = paths.run_dir(profile, reports_root)
-    problem = unwritable(run)
+    problem = unwritable(run.parent)  # the run folder itself appears only when a run succeeds (staging)
     if problem:
         print(f"error: --reports-root: {problem}", file=sys.stderr)
         return 2
