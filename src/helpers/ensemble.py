@@ -252,7 +252,10 @@ def frame_rescues(
     from .segment import per_image_metrics
 
     hard = vote_names(len(member_names))[1]
-    dice = {n: per_image_metrics(predicted[n], masks)["dice"].to_numpy() for n in [*member_names, hard, best_member]}
+    dice = {
+        n: per_image_metrics(predicted[n], masks)["dice"].to_numpy()
+        for n in dict.fromkeys([*member_names, hard, best_member])
+    }
     member_dice = np.stack([dice[n] for n in member_names])
     return {
         "hard": hard,

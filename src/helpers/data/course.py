@@ -24,8 +24,18 @@ from ..artifacts import read_json, write_csv, write_json
 from ..profiles import get_profile
 from . import synthetic
 from .images import IMAGE_EXTENSIONS, ImageCache
-from .layouts import (SKIP_HINT, BadFile, DataError, LoadedSet, Sample, load_samples, scan_classification,
-                      scan_image_folder, scan_segmentation)
+from .layouts import (
+    SKIP_HINT,
+    BadFile,
+    DataError,
+    LoadedSet,
+    Sample,
+    is_class_folder,
+    load_samples,
+    scan_classification,
+    scan_image_folder,
+    scan_segmentation,
+)
 from .splits import find_split_lists, read_split_lists, splits_from_lists, stratified_splits
 
 TASKS = ("classification", "segmentation", "unlabeled")
@@ -57,25 +67,39 @@ def detect_sources(root: Path) -> DataSources:
     folder holding ``kvasir-seg/``, ``kvasir-v2/`` (+ ``kvasir-v2-masks/``) and ``unlabeled/``."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(root, [BadFile(str(root), "data folder does not exist" if not root.exists() else "is not a folder")])
+        raise DataError(
+            root, [BadFile(str(root), "data folder does not exist" if not root.exists() else "is not a folder")]
+        )
     src = DataSources("real", root)
     if (root / "images").is_dir() and (root / "masks").is_dir():
         src.segmentation = root
         return src
-    for name, attr in (("kvasir-seg", "segmentation"), ("kvasir-v2", "classification"),
-                       ("kvasir-v2-masks", "classification_masks"), ("unlabeled", "unlabeled")):
+    for name, attr in (
+        ("kvasir-seg", "segmentation"),
+        ("kvasir-v2", "classification"),
+        ("kvasir-v2-masks", "classification_masks"),
+        ("unlabeled", "unlabeled"),
+    ):
         if (root / name).is_dir():
             setattr(src, attr, root / name)
     if src.segmentation or src.classification or src.unlabeled:
         return src
-    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    subdirs = [p for p in root.iterdir() if is_class_folder(p)]  # the rule scan_classification uses
     if len(subdirs) >= 2 and sum(_has_images(p) for p in subdirs) >= 1:
         src.classification = root
     elif _has_images(root) or subdirs:
         src.unlabeled = root
     else:
-        raise DataError(root, [BadFile(str(root), "no images found: expected Kvasir-SEG (images/, masks/), "
-                                                  "Kvasir v2 class folders, or a folder of images")])
+        raise DataError(
+            root,
+            [
+                BadFile(
+                    str(root),
+                    "no images found: expected Kvasir-SEG (images/, masks/), "
+                    "Kvasir v2 class folders, or a folder of images",
+                )
+            ],
+        )
     return src
 
 
@@ -85,8 +109,15 @@ def resolve_sources(data_root: str | Path, profile: str) -> DataSources:
         return detect_sources(Path(data_root))
     spec = get_profile(profile).synthetic
     seed = get_profile(profile).seed
-    root = synthetic.generate(paths.synthetic_root(profile), spec.per_class, spec.seg_pairs, spec.unlabeled,
-                              seed=seed, min_side=spec.min_side, max_side=spec.max_side)
+    root = synthetic.generate(
+        paths.synthetic_root(profile),
+        spec.per_class,
+        spec.seg_pairs,
+        spec.unlabeled,
+        seed=seed,
+        min_side=spec.min_side,
+        max_side=spec.max_side,
+    )
     src = detect_sources(root)
     src.origin = "synthetic"
     src.generator = json.loads((root / "GENERATOR.json").read_text())
@@ -120,8 +151,15 @@ def _rel(path: Path | None, root: Path) -> str:
         return str(path)
 
 
-def _split_rows(task: str, loaded: LoadedSet, task_root: Path, strata: list[str], val_fraction: float,
-                test_fraction: float, seed: int) -> tuple[list[dict], str, list[BadFile]]:
+def _split_rows(
+    task: str,
+    loaded: LoadedSet,
+    task_root: Path,
+    strata: list[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> tuple[list[dict], str, list[BadFile]]:
     lists = find_split_lists(task_root) if task != "unlabeled" else {}
     names = [s.image.stem for s in loaded.samples]
     problems: list[BadFile] = []
@@ -133,16 +171,28 @@ def _split_rows(task: str, loaded: LoadedSet, task_root: Path, strata: list[str]
         source = "official lists " + ", ".join(_rel(p, task_root) for p in lists.values())
         if "test" not in lists:
             source += f" (official val -> test; val = {val_fraction:.0%} of official train, seed {seed})"
-        problems = [BadFile(str(s.image), "not in any split list; left out") for s, n in zip(loaded.samples, names)
-                    if n in set(unlisted)]
+        problems = [
+            BadFile(str(s.image), "not in any split list; left out")
+            for s, n in zip(loaded.samples, names)
+            if n in set(unlisted)
+        ]
     else:
         split = stratified_splits(strata, val_fraction, test_fraction, seed)
         source = f"seeded stratified split (seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
     infos = loaded.mask_info or [{}] * len(loaded.samples)
-    rows = [{"task": task, "file": _rel(s.image, task_root), "mask": _rel(s.mask, task_root) if s.mask else "",
-             "label": s.label or "", "split": sp, "stratum": st, "sha256": h,
-             "mask_colours": ";".join(f"{k}:{v}" for k, v in info.get("colour_classes", {}).items())}
-            for s, sp, st, h, info in zip(loaded.samples, split, strata, loaded.sha256, infos)]
+    rows = [
+        {
+            "task": task,
+            "file": _rel(s.image, task_root),
+            "mask": _rel(s.mask, task_root) if s.mask else "",
+            "label": s.label or "",
+            "split": sp,
+            "stratum": st,
+            "sha256": h,
+            "mask_colours": ";".join(f"{k}:{v}" for k, v in info.get("colour_classes", {}).items()),
+        }
+        for s, sp, st, h, info in zip(loaded.samples, split, strata, loaded.sha256, infos)
+    ]
     return rows, source, problems
 
 
@@ -154,9 +204,16 @@ def fingerprint(splits: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path = "", image_size: int | None = None,
-            seed: int | None = None, skip_bad: bool = False, classes: list[str] | None = None,
-            cache: ImageCache | None = None) -> PreparedData:
+def prepare(
+    profile: str,
+    data_root: str | Path = "",
+    reports_root: str | Path = "",
+    image_size: int | None = None,
+    seed: int | None = None,
+    skip_bad: bool = False,
+    classes: list[str] | None = None,
+    cache: ImageCache | None = None,
+) -> PreparedData:
     """Validate and split the data of a run and write ``reports/<profile>/data/``.
 
     Raises DataError listing every problem, unless `skip_bad`, in which case bad
@@ -173,8 +230,9 @@ def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path =
     scanned: dict[str, tuple[list[Sample], Path]] = {}
     found_classes: list[str] = []
     if sources.classification:
-        samples, found_classes, problems = scan_classification(sources.classification, classes,
-                                                               sources.classification_masks, notes)
+        samples, found_classes, problems = scan_classification(
+            sources.classification, classes, sources.classification_masks, notes
+        )
         bad += problems
         scanned["classification"] = (samples, sources.classification)
     if sources.segmentation:
@@ -192,9 +250,16 @@ def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path =
     if sources.classification:
         usable = sorted({s.label for s in sets["classification"].samples if s.label})
         if len(usable) < 2:
-            raise DataError(sources.classification, [BadFile(str(sources.classification),
-                            f"fewer than 2 usable classes ({', '.join(usable) or 'none'}); classification needs at least 2")]
-                            + bad)
+            raise DataError(
+                sources.classification,
+                [
+                    BadFile(
+                        str(sources.classification),
+                        f"fewer than 2 usable classes ({', '.join(usable) or 'none'}); classification needs at least 2",
+                    )
+                ]
+                + bad,
+            )
         found_classes = [c for c in found_classes if c in usable]
     if bad and not skip_bad:
         raise DataError(sources.root, bad, SKIP_HINT)
@@ -207,25 +272,41 @@ def prepare(profile: str, data_root: str | Path = "", reports_root: str | Path =
             strata = [str(lab) for lab in loaded.labels]
         else:
             strata = [""] * len(loaded.samples)
-        task_rows, split_source[task], problems = _split_rows(task, loaded, scanned[task][1], strata,
-                                                              prof.val_fraction, prof.test_fraction, seed)
+        task_rows, split_source[task], problems = _split_rows(
+            task, loaded, scanned[task][1], strata, prof.val_fraction, prof.test_fraction, seed
+        )
         rows += task_rows
         bad += problems
     table = pd.DataFrame(rows, columns=["task", "file", "mask", "label", "split", "stratum", "sha256", "mask_colours"])
     table = table[table["split"] != "unlisted"].reset_index(drop=True)
-    counts = {task: {str(k): int(v) for k, v in grp.groupby("split").size().items()}
-              for task, grp in table.groupby("task")}
-    label_counts = {f"{k[0]}/{k[1]}": int(v) for k, v in
-                    table[table["task"] == "classification"].groupby(["split", "label"]).size().items()}
+    counts = {
+        task: {str(k): int(v) for k, v in grp.groupby("split").size().items()} for task, grp in table.groupby("task")
+    }
+    label_counts = {
+        f"{k[0]}/{k[1]}": int(v)
+        for k, v in table[table["task"] == "classification"].groupby(["split", "label"]).size().items()
+    }
     report = {
-        "profile": profile, "seed": seed, "image_size": image_size, "origin": sources.origin,
-        "description": sources.describe(), "data_root": str(sources.root),
-        "sources": {t: str(getattr(sources, t)) if getattr(sources, t) else None
-                    for t in ("classification", "classification_masks", "segmentation", "unlabeled")},
-        "classes": found_classes, "counts": counts, "class_counts": label_counts, "split_source": split_source,
-        "fingerprint": fingerprint(table), "generator": sources.generator, "skip_bad": skip_bad,
+        "profile": profile,
+        "seed": seed,
+        "image_size": image_size,
+        "origin": sources.origin,
+        "description": sources.describe(),
+        "data_root": str(sources.root),
+        "sources": {
+            t: str(getattr(sources, t)) if getattr(sources, t) else None
+            for t in ("classification", "classification_masks", "segmentation", "unlabeled")
+        },
+        "classes": found_classes,
+        "counts": counts,
+        "class_counts": label_counts,
+        "split_source": split_source,
+        "fingerprint": fingerprint(table),
+        "generator": sources.generator,
+        "skip_bad": skip_bad,
         "bad_files": [{"path": b.path, "problem": b.problem} for b in bad],
-        "masks": mask_summary(sets), "warnings": mask_warnings(sets),
+        "masks": mask_summary(sets),
+        "warnings": mask_warnings(sets),
         "notes": [{"path": n.path, "note": n.problem} for n in notes],
     }
     out = paths.data_report_dir(profile, reports_root)
@@ -253,14 +334,20 @@ def mask_summary(sets: dict[str, LoadedSet]) -> dict:
 
 def mask_warnings(sets: dict[str, LoadedSet]) -> list[dict]:
     """Masks whose polyp pixels were lost (drawn but not decoded as polyp, or vanished when resized)."""
-    return [{"path": str(s.mask), "problem": info["warning"]} for loaded in sets.values()
-            for s, info in zip(loaded.samples, loaded.mask_info) if info.get("warning")]
+    return [
+        {"path": str(s.mask), "problem": info["warning"]}
+        for loaded in sets.values()
+        for s, info in zip(loaded.samples, loaded.mask_info)
+        if info.get("warning")
+    ]
 
 
 def provenance(report: dict, split: str) -> str:
     """One line every table and figure carries: which data, split, seed and profile made it."""
-    return (f"Data: {report['description']} (fingerprint {report['fingerprint'][:12]}) · split: {split} · "
-            f"seed {report['seed']} · profile {report['profile']} · image size {report['image_size']} px")
+    return (
+        f"Data: {report['description']} (fingerprint {report['fingerprint'][:12]}) · split: {split} · "
+        f"seed {report['seed']} · profile {report['profile']} · image size {report['image_size']} px"
+    )
 
 
 def read_data_report(profile: str, reports_root: str | Path = "", data_root: str | Path | None = None) -> dict:
@@ -277,13 +364,22 @@ def read_data_report(profile: str, reports_root: str | Path = "", data_root: str
         wanted = str(Path(data_root).expanduser().resolve()) if str(data_root) else "the embedded synthetic data"
         found = report["data_root"] if report["origin"] == "real" else "the embedded synthetic data"
         if wanted != found:
-            raise DataError(path, [BadFile(str(path), f"describes {found}, but this notebook was asked for {wanted}")],
-                            "Run notebook 00_data with the same data_root first (./run_all.sh --data-root ... runs it).")
+            raise DataError(
+                path,
+                [BadFile(str(path), f"describes {found}, but this notebook was asked for {wanted}")],
+                "Run notebook 00_data with the same data_root first (./run_all.sh --data-root ... runs it).",
+            )
     return report
 
 
-def load_split(task: str, split: str | list[str] | None, profile: str, reports_root: str | Path = "",
-               image_size: int | None = None, cache: ImageCache | None = None) -> tuple[LoadedSet, pd.DataFrame]:
+def load_split(
+    task: str,
+    split: str | list[str] | None,
+    profile: str,
+    reports_root: str | Path = "",
+    image_size: int | None = None,
+    cache: ImageCache | None = None,
+) -> tuple[LoadedSet, pd.DataFrame]:
     """Arrays of one task's split(s) as notebook 00 recorded them (decoded through the cache).
 
     `split=None` loads every split of the task. Returns the set and its rows of
@@ -300,8 +396,12 @@ def load_split(task: str, split: str | list[str] | None, profile: str, reports_r
     rows = table[(table["task"] == task) & (table["split"].isin(wanted) if wanted else True)].reset_index(drop=True)
     root = Path(root)
     samples = [Sample(root / r.file, r.label or None, (root / r.mask) if r.mask else None) for r in rows.itertuples()]
-    loaded, bad = load_samples(samples, image_size or report["image_size"], cache or ImageCache(paths.cache_dir()),
-                               desc=f"{task}/{split or 'all'}")
+    loaded, bad = load_samples(
+        samples,
+        image_size or report["image_size"],
+        cache or ImageCache(paths.cache_dir()),
+        desc=f"{task}/{split or 'all'}",
+    )
     if bad:
         raise DataError(root, bad, "These files changed since notebook 00 validated them: re-run 00_data.")
     return loaded, rows

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -157,8 +158,11 @@ def mask_foreground(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str
         return (intensity * 255).astype(np.uint8), None, f"0/1 {encoding}"
     spread = (colour.max(2) - colour.min(2))[intensity >= 128]
     coloured = spread.size > 0 and float(np.mean(spread > 64)) > 0.5
-    return intensity.astype(np.uint8), colour.astype(np.uint8) if coloured else None, \
-        "colour-coded" if coloured else encoding
+    return (
+        intensity.astype(np.uint8),
+        colour.astype(np.uint8) if coloured else None,
+        "colour-coded" if coloured else encoding,
+    )
 
 
 def colour_classes(colours: np.ndarray, polyp: np.ndarray) -> dict[str, int]:
@@ -191,15 +195,19 @@ def decode_mask(data: bytes, size: int | None) -> tuple[np.ndarray, tuple[int, i
         info["colour_classes"] = colour_classes(colours, polyp)
     drawn = int((intensity >= NON_BACKGROUND).sum())
     if not info["polyp_pixels"] and drawn:
-        info["warning"] = (f"mask decodes to no polyp although {drawn} pixel(s) are drawn (brightest value "
-                           f"{int(intensity.max())} of 255, below the polyp threshold {MASK_THRESHOLD}; encoding {encoding})")
+        info["warning"] = (
+            f"mask decodes to no polyp although {drawn} pixel(s) are drawn (brightest value "
+            f"{int(intensity.max())} of 255, below the polyp threshold {MASK_THRESHOLD}; encoding {encoding})"
+        )
     small = Image.fromarray(intensity)
     if size:
         small = small.resize((size, size), Image.BILINEAR)
     pixels = (np.asarray(small) >= MASK_THRESHOLD).astype(np.uint8)
     if info["polyp_pixels"] and not pixels.any():
-        info["warning"] = (f"the polyp ({info['polyp_pixels']} pixel(s) of {orig[0]}x{orig[1]}) vanishes when the mask "
-                           f"is resized to {size}x{size}")
+        info["warning"] = (
+            f"the polyp ({info['polyp_pixels']} pixel(s) of {orig[0]}x{orig[1]}) vanishes when the mask "
+            f"is resized to {size}x{size}"
+        )
     return pixels, orig, info
 
 
@@ -228,8 +236,9 @@ class ImageCache:
             if entry.is_file():
                 try:
                     with np.load(entry) as npz:
-                        found = Decoded(npz["pixels"], tuple(int(v) for v in npz["orig_size"]), digest,
-                                        json.loads(str(npz["info"])))
+                        found = Decoded(
+                            npz["pixels"], tuple(int(v) for v in npz["orig_size"]), digest, json.loads(str(npz["info"]))
+                        )
                     self.hits += 1
                     return found
                 except (OSError, ValueError, KeyError):
@@ -248,8 +257,9 @@ class ImageCache:
         return Decoded(pixels, orig, digest, info)
 
 
-def decode_many(paths: Iterable[Path], size: int | None, kind: Kind, cache: ImageCache,
-                desc: str = "decode") -> list[Decoded | ImageProblem]:
+def decode_many(
+    paths: Iterable[Path], size: int | None, kind: Kind, cache: ImageCache, desc: str = "decode"
+) -> list[Decoded | ImageProblem]:
     """Decode files in parallel threads (Pillow releases the GIL); problems are returned, not raised."""
     paths = list(paths)
 

@@ -45,7 +45,9 @@ class DataError(ValueError):
         super().__init__("\n".join(lines))
 
 
-SKIP_HINT = "Fix or remove these files, or run with --skip-bad to leave them out (they are then listed in the data report)."
+SKIP_HINT = (
+    "Fix or remove these files, or run with --skip-bad to leave them out (they are then listed in the data report)."
+)
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,14 @@ def _visible(p: Path, root: Path | None = None) -> bool:
 def _note_hidden(files: list[Path], notes: list[BadFile] | None, root: Path | None = None) -> None:
     """Hidden files that look like images are left out, and said so (they are usually macOS metadata)."""
     if notes is not None:
-        notes += [BadFile(str(p), "hidden file (its name or folder starts with '.', or is __MACOSX), left out")
-                  for p in files if not _visible(p, root) and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        notes += [
+            BadFile(str(p), "hidden file (its name or folder starts with '.', or is __MACOSX), left out")
+            for p in files
+            if not _visible(p, root) and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        ]
 
 
-def _is_class_folder(p: Path, notes: list[BadFile] | None) -> bool:
+def is_class_folder(p: Path, notes: list[BadFile] | None = None) -> bool:
     """A sub-folder is a class unless hidden or named ``_...`` (e.g. ``__MACOSX``); those are noted."""
     if not p.is_dir():
         return False
@@ -92,8 +97,9 @@ def _require_dir(path: Path, what: str) -> None:
         raise DataError(path, [BadFile(str(path), f"{what} {problem}")])
 
 
-def scan_classification(root: Path, classes: list[str] | None = None, mask_root: Path | None = None,
-                        notes: list[BadFile] | None = None) -> tuple[list[Sample], list[str], list[BadFile]]:
+def scan_classification(
+    root: Path, classes: list[str] | None = None, mask_root: Path | None = None, notes: list[BadFile] | None = None
+) -> tuple[list[Sample], list[str], list[BadFile]]:
     """Kvasir v2 class folders -> samples, class list, problems found by name alone.
 
     `mask_root` (optional) holds ``<class>/<stem>.png`` polyp masks; frames without
@@ -101,12 +107,15 @@ def scan_classification(root: Path, classes: list[str] | None = None, mask_root:
     """
     root = Path(root)
     _require_dir(root, "classification folder")
-    found = sorted(p.name for p in root.iterdir() if _is_class_folder(p, notes))
+    found = sorted(p.name for p in root.iterdir() if is_class_folder(p, notes))
     if classes:
         missing = [c for c in classes if c not in found]
         if missing:
-            raise DataError(root, [BadFile(str(root / c), "requested class folder does not exist") for c in missing],
-                            f"Classes found: {', '.join(found) or 'none'}.")
+            raise DataError(
+                root,
+                [BadFile(str(root / c), "requested class folder does not exist") for c in missing],
+                f"Classes found: {', '.join(found) or 'none'}.",
+            )
         found = list(classes)
     samples: list[Sample] = []
     bad: list[BadFile] = []
@@ -117,8 +126,11 @@ def scan_classification(root: Path, classes: list[str] | None = None, mask_root:
         _note_hidden(everything, notes, folder)
         files = [p for p in everything if p.is_file() and _visible(p, folder)]
         images = [p for p in files if _is_image(p)]
-        bad += [BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})")
-                for p in files if not _is_image(p)]
+        bad += [
+            BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})")
+            for p in files
+            if not _is_image(p)
+        ]
         if not images:
             bad.append(BadFile(str(folder), "empty class folder: no image files"))
             continue
@@ -140,10 +152,16 @@ def scan_segmentation(root: Path, notes: list[BadFile] | None = None) -> tuple[l
     bad: list[BadFile] = []
     images = _by_stem(root / "images", bad, notes)
     masks = _by_stem(root / "masks", bad, notes)
-    bad += [BadFile(str(p), f"image has no mask (expected masks/{k}.<{'|'.join(EXTENSION_NAMES)}>)")
-            for k, p in images.items() if k not in masks]
-    bad += [BadFile(str(p), f"mask has no image (expected images/{k}.<{'|'.join(EXTENSION_NAMES)}>)")
-            for k, p in masks.items() if k not in images]
+    bad += [
+        BadFile(str(p), f"image has no mask (expected masks/{k}.<{'|'.join(EXTENSION_NAMES)}>)")
+        for k, p in images.items()
+        if k not in masks
+    ]
+    bad += [
+        BadFile(str(p), f"mask has no image (expected images/{k}.<{'|'.join(EXTENSION_NAMES)}>)")
+        for k, p in masks.items()
+        if k not in images
+    ]
     samples = [Sample(p, None, masks[k]) for k, p in images.items() if k in masks]
     return samples, bad
 
@@ -158,10 +176,21 @@ def _by_stem(folder: Path, bad: list[BadFile], notes: list[BadFile] | None = Non
     entries = sorted(folder.iterdir())
     _note_hidden(entries, notes)
     if notes is not None:
-        notes += [BadFile(str(p), f"sub-folder not searched: the layout keeps every file directly in {folder.name}/ "
-                                  "(move its files up to use them)") for p in entries if p.is_dir() and not p.name.startswith(".")]
+        notes += [
+            BadFile(
+                str(p),
+                f"sub-folder not searched: the layout keeps every file directly in {folder.name}/ "
+                "(move its files up to use them)",
+            )
+            for p in entries
+            if p.is_dir() and not p.name.startswith(".")
+        ]
     files = [p for p in entries if _visible(p) and p.is_file()]
-    bad += [BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})") for p in files if not _is_image(p)]
+    bad += [
+        BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})")
+        for p in files
+        if not _is_image(p)
+    ]
     by_stem: dict[str, list[Path]] = {}
     for p in files:
         if _is_image(p):
@@ -169,8 +198,14 @@ def _by_stem(folder: Path, bad: list[BadFile], notes: list[BadFile] | None = Non
     for stem, group in by_stem.items():
         if len(group) > 1:
             names = ", ".join(p.name for p in group)
-            bad += [BadFile(str(p), f"{len(group)} files share the name {stem!r} ({names}): cannot tell which one "
-                                    "its mask/image belongs to; rename or remove all but one") for p in group]
+            bad += [
+                BadFile(
+                    str(p),
+                    f"{len(group)} files share the name {stem!r} ({names}): cannot tell which one "
+                    "its mask/image belongs to; rename or remove all but one",
+                )
+                for p in group
+            ]
     return {stem: group[0] for stem, group in by_stem.items() if len(group) == 1}
 
 
@@ -181,7 +216,11 @@ def scan_image_folder(root: Path, notes: list[BadFile] | None = None) -> tuple[l
     everything = sorted(root.rglob("*"))
     _note_hidden(everything, notes, root)
     files = [p for p in everything if p.is_file() and _visible(p, root)]
-    bad = [BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})") for p in files if not _is_image(p)]
+    bad = [
+        BadFile(str(p), f"not an image file (unexpected extension {p.suffix or 'none'!r})")
+        for p in files
+        if not _is_image(p)
+    ]
     return [Sample(p) for p in files if _is_image(p)], bad
 
 
@@ -204,13 +243,18 @@ class LoadedSet:
         return np.array([s.mask is not None for s in self.samples], bool)
 
 
-def load_samples(samples: list[Sample], image_size: int, cache: ImageCache,
-                 desc: str = "load") -> tuple[LoadedSet, list[BadFile]]:
+def load_samples(
+    samples: list[Sample], image_size: int, cache: ImageCache, desc: str = "load"
+) -> tuple[LoadedSet, list[BadFile]]:
     """Decode images (and masks) through the cache; undecodable files and size mismatches are problems."""
     decoded = decode_many([s.image for s in samples], image_size, "image", cache, desc=f"{desc} images")
     with_mask = [i for i, s in enumerate(samples) if s.mask is not None]
-    mask_dec = dict(zip(with_mask, decode_many([samples[i].mask for i in with_mask], image_size, "mask", cache,
-                                               desc=f"{desc} masks")))
+    mask_dec = dict(
+        zip(
+            with_mask,
+            decode_many([samples[i].mask for i in with_mask], image_size, "mask", cache, desc=f"{desc} masks"),
+        )
+    )
     keep: list[int] = []
     bad: list[BadFile] = []
     for i, (s, d) in enumerate(zip(samples, decoded)):
@@ -222,8 +266,13 @@ def load_samples(samples: list[Sample], image_size: int, cache: ImageCache,
         if isinstance(d, ImageProblem) or isinstance(m, ImageProblem):
             continue
         if m is not None and m.orig_size != d.orig_size:
-            bad.append(BadFile(str(s.mask), f"mask size {m.orig_size[0]}x{m.orig_size[1]} differs from its image "
-                                            f"{s.image.name} ({d.orig_size[0]}x{d.orig_size[1]})"))
+            bad.append(
+                BadFile(
+                    str(s.mask),
+                    f"mask size {m.orig_size[0]}x{m.orig_size[1]} differs from its image "
+                    f"{s.image.name} ({d.orig_size[0]}x{d.orig_size[1]})",
+                )
+            )
             continue
         keep.append(i)
     n, size = len(keep), image_size

@@ -9,8 +9,8 @@ selection never sees the test images.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -46,8 +46,7 @@ def _split_off(idx: np.ndarray, strata: np.ndarray, fraction: float, seed: int) 
     n_take = max(1, int(round(fraction * len(idx))))
     _, counts = np.unique(strata, return_counts=True)
     can_stratify = counts.min() >= 2 and n_take >= len(counts) and len(idx) - n_take >= len(counts)
-    rest, taken = train_test_split(idx, test_size=n_take, random_state=seed,
-                                   stratify=strata if can_stratify else None)
+    rest, taken = train_test_split(idx, test_size=n_take, random_state=seed, stratify=strata if can_stratify else None)
     return np.sort(rest), np.sort(taken)
 
 
@@ -63,8 +62,9 @@ def stratified_splits(strata: Sequence[str], val_fraction: float, test_fraction:
     return out.tolist()
 
 
-def splits_from_lists(names: Sequence[str], strata: Sequence[str], listed: dict[str, str],
-                      val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def splits_from_lists(
+    names: Sequence[str], strata: Sequence[str], listed: dict[str, str], val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """Apply official lists: returns (split per name, problems). Unlisted names get split ``unlisted``.
 
     Without an official test list, official ``val`` becomes ``test`` and ``val``

@@ -35,9 +35,9 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from ..numerics import PINNED_ISA
+from ..progress import progress
 
 NUMPY_PIN = "NPY_DISABLE_CPU_FEATURES"
-from ..progress import progress
 
 GENERATOR_VERSION = 1
 CLASSES = ("normal-cecum", "polyps", "dyed-lifted-polyps")
@@ -120,7 +120,7 @@ def _mucosa(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nd
             pts.append((pts[-1][0] + step * np.cos(angle), pts[-1][1] + step * np.sin(angle)))
         draw.line(pts, fill=float(rng.uniform(0.4, 1.0)), width=int(max(1, min(h, w) // 140)))
     vessels = _blur(np.asarray(layer), 0.8)
-    img *= (1 - vessels[..., None] * np.array([0.25, 0.55, 0.45], np.float32))
+    img *= 1 - vessels[..., None] * np.array([0.25, 0.55, 0.45], np.float32)
     return img, base
 
 
@@ -139,8 +139,9 @@ def _polyp_shape(rng: np.random.Generator, h: int, w: int, cy: float, cx: float,
     return (t < 1.0), height
 
 
-def _draw_polyp(rng: np.random.Generator, img: np.ndarray, inside: np.ndarray, height: np.ndarray,
-                base: np.ndarray, dyed: bool) -> None:
+def _draw_polyp(
+    rng: np.random.Generator, img: np.ndarray, inside: np.ndarray, height: np.ndarray, base: np.ndarray, dyed: bool
+) -> None:
     """Shade a raised, textured polyp into `img` in place (Lambert light from the scope)."""
     h, w = inside.shape
     gy, gx = np.gradient(height * 8.0)
@@ -182,8 +183,14 @@ def _specular(rng: np.random.Generator, img: np.ndarray, n: int) -> None:
     img[:] = img + _blur(np.asarray(layer), 0.7)[..., None] * 0.9
 
 
-def render_frame(rng: np.random.Generator, h: int, w: int, n_polyps: int, dyed: bool = False,
-                 radius: tuple[float, float] = (0.07, 0.20)) -> Frame:
+def render_frame(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    n_polyps: int,
+    dyed: bool = False,
+    radius: tuple[float, float] = (0.07, 0.20),
+) -> Frame:
     """Draw one frame with `n_polyps` non-overlapping polyps (dyed: on blue cushions).
 
     `radius` is the polyp radius range as a fraction of the shorter side.
@@ -249,7 +256,11 @@ def _frame_for(job: _Job) -> Frame:
     w = int(rng.integers(job.min_side, job.max_side + 1))
     h = int(round(w * rng.uniform(0.75, 0.9)))
     if job.kind == "cls":
-        n = 0 if job.label == "normal-cecum" else (1 if job.label == "dyed-lifted-polyps" else int(rng.choice([1, 1, 1, 2, 3])))
+        n = (
+            0
+            if job.label == "normal-cecum"
+            else (1 if job.label == "dyed-lifted-polyps" else int(rng.choice([1, 1, 1, 2, 3])))
+        )
         return render_frame(rng, h, w, n, dyed=job.label == "dyed-lifted-polyps")
     if job.kind == "seg":  # like Kvasir-SEG: close-ups, every frame shows at least one polyp
         n = int(rng.choice([1, 2, 3], p=[0.75, 0.18, 0.07]))
@@ -268,12 +279,23 @@ def _files_for(job: _Job) -> list[tuple[str, bytes]]:
         return out
     if job.kind == "seg":
         rgb_mask = np.repeat((frame.mask * 255)[..., None], 3, axis=2)  # real masks are RGB JPEGs
-        return [(f"kvasir-seg/images/{name}.jpg", _jpeg(frame.image)), (f"kvasir-seg/masks/{name}.jpg", _jpeg(rgb_mask))]
+        return [
+            (f"kvasir-seg/images/{name}.jpg", _jpeg(frame.image)),
+            (f"kvasir-seg/masks/{name}.jpg", _jpeg(rgb_mask)),
+        ]
     return [(f"unlabeled/{name}.jpg", _jpeg(frame.image))]
 
 
-def generate(root: Path, per_class: int, seg_pairs: int, unlabeled: int, seed: int = 0,
-             min_side: int = 192, max_side: int = 320, workers: int | None = None) -> Path:
+def generate(
+    root: Path,
+    per_class: int,
+    seg_pairs: int,
+    unlabeled: int,
+    seed: int = 0,
+    min_side: int = 192,
+    max_side: int = 320,
+    workers: int | None = None,
+) -> Path:
     """Write the embedded dataset under `root` (reused when an identical one is there).
 
     `per_class` is the size of the largest class; the others follow `CLASS_SHARE`.
@@ -285,23 +307,44 @@ def generate(root: Path, per_class: int, seg_pairs: int, unlabeled: int, seed: i
     the caller's NumPy is not.
     """
     root = Path(root)
-    spec = {"generator_version": GENERATOR_VERSION, "seed": seed, "per_class": per_class, "seg_pairs": seg_pairs,
-            "unlabeled": unlabeled, "min_side": min_side, "max_side": max_side, "class_share": CLASS_SHARE}
+    spec = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "per_class": per_class,
+        "seg_pairs": seg_pairs,
+        "unlabeled": unlabeled,
+        "min_side": min_side,
+        "max_side": max_side,
+        "class_share": CLASS_SHARE,
+    }
     stamp = root / "GENERATOR.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == spec:
         return root
     if root.exists():
         if not stamp.is_file():
-            raise FileExistsError(f"{root} exists but was not made by the generator (no GENERATOR.json); refusing to overwrite it")
+            raise FileExistsError(
+                f"{root} exists but was not made by the generator (no GENERATOR.json); refusing to overwrite it"
+            )
         shutil.rmtree(root)
     if os.environ.get(NUMPY_PIN) != PINNED_ISA[NUMPY_PIN]:
         # NumPy's AVX-512 exp/sin/cos round differently from its AVX2 ones and changed the bytes: render in a
         # child process whose NumPy loads with the course's pin, whoever calls (a test, `python -m helpers data`)
-        args = {"root": str(root), "per_class": per_class, "seg_pairs": seg_pairs, "unlabeled": unlabeled, "seed": seed,
-                "min_side": min_side, "max_side": max_side, "workers": workers}
+        args = {
+            "root": str(root),
+            "per_class": per_class,
+            "seg_pairs": seg_pairs,
+            "unlabeled": unlabeled,
+            "seed": seed,
+            "min_side": min_side,
+            "max_side": max_side,
+            "workers": workers,
+        }
         child = "import json, sys; from helpers.data.synthetic import generate; generate(**json.loads(sys.argv[1]))"
-        subprocess.run([sys.executable, "-c", child, json.dumps(args)], check=True,
-                       env=os.environ | {NUMPY_PIN: PINNED_ISA[NUMPY_PIN]})
+        subprocess.run(
+            [sys.executable, "-c", child, json.dumps(args)],
+            check=True,
+            env=os.environ | {NUMPY_PIN: PINNED_ISA[NUMPY_PIN]},
+        )
         return root
     labels = [label for label in CLASSES for _ in range(max(2, round(per_class * CLASS_SHARE[label])))]
     jobs = [_Job("cls", i, seed, min_side, max_side, label) for i, label in enumerate(labels)]
