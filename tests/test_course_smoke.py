@@ -36,7 +36,10 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
         assert not any("Warning" in text for text in shown), spec.name  # e.g. a library's warning rendered as display
     splits = pd.read_csv(run / "data" / "splits.csv")
     assert set(splits["task"]) == {"classification", "segmentation", "unlabeled"}
-    for fig in ("class_balance", "image_sizes", "colour_stats", "mask_stats", "samples", "mask_overlays"):
+    # one centre held out whole: its frames are the out-of-centre test split of every task, and nothing else is
+    assert set(splits.loc[splits["split"] == "test_out", "centre"]) == {"etis"}
+    assert "etis" not in set(splits.loc[splits["split"] != "test_out", "centre"])
+    for fig in ("class_balance", "image_sizes", "colour_stats", "mask_stats", "samples", "mask_overlays", "centres"):
         assert (run / "01_eda" / f"{fig}.png").stat().st_size > 5_000, fig
     summary = json.loads((run / "01_eda" / "eda_summary.json").read_text())
     assert summary["imbalance_ratio"] == pytest.approx(2.5) and "per-class recall" in summary["interpretation"]
@@ -140,16 +143,23 @@ def _check_kd_outputs(kd):
         assert (kd / f"{fig}.png").stat().st_size > 5_000, fig
 
 
-def _check_seg_outputs(seg, rows, seeds):
+def _check_seg_outputs(seg, rows, seeds, out_of_centre=True):
     import torch
 
     from helpers import segment
 
     runs = pd.read_csv(seg / "runs.csv")
-    assert len(runs) == (2 * rows + 2) * seeds  # every row for U-Net and DeepLabV3+, plus each one's SSL-init row
+    # every row for U-Net, both ends for DeepLabV3+ (arch_comparison_rows), and each one's SSL-init row
+    assert len(runs) == (rows + 2 + 2) * seeds
     assert set(runs["init"]) == {"random", "SSL"} and runs["test_dice"].between(0, 1).all()
+    if out_of_centre:
+        assert runs["test_out_dice"].between(0, 1).all()  # the held-out centre, scored by every model
+    else:  # real data from one centre: no out-of-centre split, and no column pretending there is one
+        assert "test_out_dice" not in runs
     results = pd.read_csv(seg / "results.csv")
     assert {"test_dice_mean", "test_dice_std", "test_iou_mean", "test_dice_sd_images_mean"} <= set(results.columns)
+    assert out_of_centre == ({"test_out_dice_mean", "test_out_iou_std"} <= set(results.columns))
+    assert "out-of-centre" in (seg / "cross_centre.md").read_text()
     assert "± " in (seg / "results.md").read_text() and "Data: " in (seg / "results.md").read_text()
     summary = json.loads((seg / "summary.json").read_text())
     assert summary["verdicts"] and all(
@@ -228,7 +238,9 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
     assert "splits_medico2020/train.txt" in report["split_source"]["segmentation"]
     sizes = pd.read_csv(reports / "smoke" / "01_eda" / "image_sizes.csv")
     assert sizes.loc[sizes["level_0"] == "segmentation"].set_index("level_1").loc["width", "max"] == 1920
-    _check_seg_outputs(reports / "smoke" / "04_seg", rows=5, seeds=1)  # the segmentation track on the real frames
+    _check_seg_outputs(
+        reports / "smoke" / "04_seg", rows=5, seeds=1, out_of_centre=False
+    )  # the segmentation track on the real frames
     _check_ensemble_outputs(reports / "smoke" / "05_ensemble", classification=False)
     _check_deploy_outputs(reports / "smoke" / "06_deploy", ["segmenter"])
     assert "Not run for this profile or data (no `03_kd/`)" in (reports / "smoke" / "REPORT.md").read_text()

@@ -237,3 +237,28 @@ def test_ablation_verdicts_claim_only_differences_beyond_the_spread():
     )
     assert by[("+ copy-paste", "+ blur")]["outcome"] == "worse"
     assert by[("geometric + SSL init", "geometric")]["outcome"] == "tie_above"
+
+
+def test_grid_scores_every_test_set_and_verdicts_name_it():
+    data = {s: _toy(4) for s in ("train", "val", "test", "test_out", "test_multi")}
+    cfg = [{"arch": "unet", "encoder": "resnet18", "augmentation": "none", "init": "random"}]
+    runs, _ = segment.train_grid(cfg, [0], data, 1, 1e-3, 4)
+    for s in ("test", "test_out", "test_multi"):
+        assert 0 <= runs.loc[0, f"{s}_dice"] <= 1 and f"{s}_iou" in runs
+    assert "val_dice" in runs and "train_dice" not in runs
+    summary = pd.DataFrame(
+        [
+            {
+                "arch": "unet",
+                "augmentation": a,
+                "init": "random",
+                "test_out_dice_mean": m,
+                "test_out_dice_std": 0.01,
+                "runs": 2,
+            }
+            for a, m in (("none", 0.5), ("+ colour", 0.6))
+        ]
+    )
+    (verdict,) = segment.ablation_verdicts(summary, "unet", "test_out")
+    assert verdict["outcome"] == "better" and verdict["test_set"] == "test_out"
+    assert verdict["text"].startswith("unet, out-of-centre test:")

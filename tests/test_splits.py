@@ -5,7 +5,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from helpers.data import find_split_lists, prepare, read_split_lists, splits_from_lists, stratified_splits
+from helpers.data import DataError, find_split_lists, prepare, read_split_lists, splits_from_lists, stratified_splits
 
 from conftest import SHARED_KVASIR_SEG
 
@@ -71,3 +71,40 @@ def test_real_kvasir_seg_official_lists():
     lists = find_split_lists(SHARED_KVASIR_SEG)
     listed = read_split_lists(lists)
     assert Counter(listed.values()) == {"train": 880, "val": 120}
+
+
+def test_held_out_centre_is_the_out_of_centre_test_split(seg_tree, tmp_path):
+    """Every frame of the held-out centre, and only those, is `test_out`; the rest split as before."""
+    centre = {i: ("far" if i in (1, 4) else "near") for i in range(6)}
+    rows = ["file,centre"] + [f"images/id{i}.jpg,{c}" for i, c in centre.items()]
+    (seg_tree / "centres.csv").write_text("\n".join(rows) + "\n")
+    prepared = prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r", image_size=16, held_out_centre="far")
+    table = pd.read_csv(tmp_path / "r" / "smoke" / "data" / "splits.csv", keep_default_na=False)
+    by_file = dict(zip(table["file"], table["split"]))
+    assert {f for f, s in by_file.items() if s == "test_out"} == {"images/id1.jpg", "images/id4.jpg"}
+    assert set(table.loc[table["split"] != "test_out", "centre"]) == {"near"}
+    assert prepared.report["centres"]["held_out"] == "far"
+    assert prepared.report["centres"]["counts"]["segmentation"] == {"far": 2, "near": 4}
+    # real data holds nothing out unless told
+    prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r2", image_size=16)
+    assert "test_out" not in set(pd.read_csv(tmp_path / "r2" / "smoke" / "data" / "splits.csv")["split"])
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("name,site\nimages/id0.jpg,a\n", "expected the columns file,centre"),
+        ("file,centre\nimages/id0.jpg,\n", "line 2"),
+    ],
+)
+def test_a_broken_centres_file_is_named(seg_tree, tmp_path, text, problem):
+    (seg_tree / "centres.csv").write_text(text)
+    with pytest.raises(DataError, match="centres.csv") as err:
+        prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r", image_size=16)
+    assert problem in str(err.value)
+
+
+def test_an_unknown_held_out_centre_is_an_error(seg_tree, tmp_path):
+    (seg_tree / "centres.csv").write_text("file,centre\nimages/id0.jpg,a\n")
+    with pytest.raises(DataError, match="no frame of the held-out centre 'b'"):
+        prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r", image_size=16, held_out_centre="b")

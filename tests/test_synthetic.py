@@ -103,3 +103,30 @@ def test_frame_rng_is_independent_of_order():
     a = synthetic._files_for(job)
     synthetic._files_for(synthetic._Job("seg", 2, 0, 64, 80))
     assert synthetic._files_for(job) == a
+
+
+def test_every_image_names_its_centre(small):
+    lines = (small / synthetic.CENTRES_FILE).read_text().splitlines()
+    assert lines[0] == "file,centre"
+    listed = dict(line.split(",") for line in lines[1:])
+    images = {str(p.relative_to(small)) for p in small.rglob("*.jpg") if "masks" not in str(p)}
+    assert set(listed) == images  # every image, no mask
+    assert set(listed.values()) <= set(synthetic.CENTRE_NAMES)
+
+
+@pytest.mark.parametrize("centre", synthetic.CENTRES, ids=lambda c: c.name)
+def test_a_centre_is_an_imaging_chain(centre):
+    """Same anatomy (same RNG), other centre: other pixels; the opaque guide inset hides the polyp under it."""
+    base = render_frame(np.random.default_rng(3), 120, 150, 1, centre=synthetic.CENTRES[0])
+    frame = render_frame(np.random.default_rng(3), 120, 150, 1, centre=centre)
+    assert frame.centre == centre.name and frame.mask.any()
+    if centre is not synthetic.CENTRES[0]:
+        assert np.abs(frame.image.astype(int) - base.image).mean() > 3
+    corner = frame.image[-10:, 5:15].astype(int)  # inside the lower-left inset when there is one
+    is_green = corner[..., 1].mean() > corner[..., 0].mean() + 10
+    assert is_green == centre.guide_inset
+
+
+def test_held_out_centre_is_one_of_them():
+    assert synthetic.HELD_OUT_CENTRE in synthetic.CENTRE_NAMES
+    assert abs(sum(c.share for c in synthetic.CENTRES) - 1) < 1e-9

@@ -14,9 +14,10 @@ import pandas as pd
 import seaborn as sns
 from scipy import ndimage
 
-from .data import LoadedSet, polyp_counts
+from .data import OUT_OF_CENTRE, LoadedSet, polyp_counts
 
 FOV_LUMA = 12  # pixels darker than this are the black frame, not tissue
+SPLIT_ORDER = ("train", "val", "test", OUT_OF_CENTRE)
 
 
 def luma(images: np.ndarray) -> np.ndarray:
@@ -27,7 +28,7 @@ def luma(images: np.ndarray) -> np.ndarray:
 def split_counts(rows: pd.DataFrame, by: str = "label") -> pd.DataFrame:
     """Images per `by` value (rows) and split (columns), with totals."""
     table = pd.crosstab(rows[by].replace("", "(all)"), rows["split"], margins=True, margins_name="total")
-    order = [c for c in ("train", "val", "test", "pool", "total") if c in table.columns]
+    order = [c for c in (*SPLIT_ORDER, "pool", "total") if c in table.columns]
     return table[order]
 
 
@@ -44,7 +45,7 @@ def plot_class_balance(rows: pd.DataFrame, title: str) -> plt.Figure:
         y="label",
         hue="split",
         ax=ax,
-        hue_order=[s for s in ("train", "val", "test") if s in set(rows["split"])],
+        hue_order=[s for s in SPLIT_ORDER if s in set(rows["split"])],
     )
     ax.set(xlabel="images", ylabel="", title=title)
     return fig
@@ -148,6 +149,39 @@ def sample_grid(loaded: LoadedSet, per_group: int = 4, seed: int = 0) -> plt.Fig
             if c < len(pick):
                 ax.imshow(loaded.images[pick[c]])
         axes[r][0].set_title(g, loc="left", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def centre_table(loaded: LoadedSet, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per centre: frames per split, and what its imaging chain does to the pixels (means over the field of view).
+
+    Sharpness is the mean absolute Laplacian of the luma at the loaded size:
+    soft focus and heavy JPEG lower it.
+    """
+    colours = colour_stats(loaded, rows.assign(label=rows["centre"].replace("", "(unknown)")))
+    y = luma(loaded.images.astype(np.float32))
+    sharp = [float(np.abs(ndimage.laplace(im)).mean()) for im in y]
+    chain = colours.assign(sharpness=sharp).groupby("label")[["R", "G", "B", "brightness", "sharpness"]].mean().round(1)
+    counts = pd.crosstab(rows["centre"].replace("", "(unknown)"), rows["split"])
+    counts = counts[[c for c in SPLIT_ORDER if c in counts.columns]]
+    return counts.join(chain).rename_axis("centre")
+
+
+def centre_gallery(rows: pd.DataFrame, root: str, described: dict[str, str], held_out: str | None) -> plt.Figure:
+    """The first frame of each centre, as stored (original size and aspect), with what its chain is."""
+    from PIL import Image
+
+    firsts = rows[rows["centre"] != ""].drop_duplicates("centre")
+    fig, axes = plt.subplots(1, len(firsts), figsize=(3.3 * len(firsts), 3.4), squeeze=False)
+    for ax, row in zip(axes[0], firsts.itertuples()):
+        with Image.open(f"{root}/{row.file}") as im:
+            ax.imshow(np.asarray(im.convert("RGB")))
+            size = f"{im.width}×{im.height}"
+        tag = " · HELD OUT" if row.centre == held_out else ""
+        text = described.get(row.centre, "")
+        ax.set_title(f"{row.centre}{tag} ({size})\n{text}", fontsize=7, wrap=True)
+        ax.axis("off")
     fig.tight_layout()
     return fig
 

@@ -91,7 +91,9 @@ def collect(run: Path) -> dict[str, dict]:
             row = (
                 "best" if r["init"] != "random" else _slug(r["augmentation"])
             )  # SSL init runs on the row chosen on val
-            for metric in ("test_dice", "test_iou"):
+            for metric in ("test_dice", "test_iou", "test_out_dice", "test_out_iou", "test_multi_dice"):
+                if f"{metric}_mean" not in r:
+                    continue  # no out-of-centre split (real data from one centre), or no multi-polyp test frame
                 add(
                     f"seg.{r['arch']}.{row}.{_slug(r['init'])}.{metric}",
                     r[f"{metric}_mean"],
@@ -291,9 +293,9 @@ SECTIONS = [
     ),
     (
         "04_seg",
-        "Segmentation: the augmentation ablation",
-        ["results.md"],
-        ["ablation_dice.png", "best_worst_cases.png"],
+        "Segmentation: the augmentation ablation, in-centre and out-of-centre",
+        ["results.md", "cross_centre.md"],
+        ["ablation_dice.png", "best_worst_cases.png", "out_of_centre_worst_cases.png"],
     ),
     (
         "05_ensemble",

@@ -158,6 +158,29 @@ def fit(
     return pd.DataFrame(history)
 
 
+# The sets every model is scored on, besides train and val: in-centre test, out-of-centre test (a centre never
+# trained on, when the data has one), and the in-centre test frames with two or more polyps (copy-paste's aim).
+TEST_SETS = {"test": "in-centre test", "test_out": "out-of-centre test", "test_multi": "multi-polyp test frames"}
+
+
+def load_sets(profile: str, reports_root: str, image_size: int) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+    """(images, masks) of train, val and every test set in `TEST_SETS` the data has; and a line of their sizes."""
+    from .data import OUT_OF_CENTRE, load_split, read_data_report
+
+    report = read_data_report(profile, reports_root)
+    splits = ["train", "val", "test"] + [OUT_OF_CENTRE] * ("test_out" in report["counts"].get("segmentation", {}))
+    sets = {}
+    for split in splits:
+        loaded, rows = load_split("segmentation", split, profile, reports_root, image_size)
+        sets[split] = (loaded.images, loaded.masks)
+        if split == "test":
+            multi = rows["stratum"].str[0].astype(int).to_numpy() >= 2  # "2 polyp(s)", "3 polyp(s)"
+            if multi.any():
+                sets["test_multi"] = (loaded.images[multi], loaded.masks[multi])
+    line = " / ".join(f"{TEST_SETS.get(k, k)} {len(v[0])}" for k, v in sets.items())
+    return sets, line + " frames"
+
+
 def summarise(per_image: pd.DataFrame, prefix: str = "") -> dict[str, float]:
     """Mean of each per-image metric, and the spread of Dice over images (`dice_sd_images`)."""
     out = {f"{prefix}{k}": float(v) for k, v in per_image.mean().items()}
@@ -176,13 +199,14 @@ def train_grid(
     optimizer: str = "adamw",
     encoder_weights: Path | None = None,
 ) -> tuple[pd.DataFrame, dict[tuple, nn.Module]]:
-    """Train every configuration once per seed under the same budget; score validation and test.
+    """Train every configuration once per seed under the same budget; score validation and every test set.
 
     A config names `arch`, `encoder`, `augmentation` (a key of `ABLATION`, or
     any label with an `augment` list) and `init` ('random' or 'SSL', which
-    needs `encoder_weights`). `data` maps "train", "val", "test" to (images,
-    masks). Returns one row per run and every trained model keyed by
-    (arch, encoder, augmentation, init, seed).
+    needs `encoder_weights`). `data` maps "train", "val" and test sets (e.g.
+    "test", "test_out", `load_sets`) to (images, masks); each test set gives
+    columns ``<set>_dice``, ``<set>_iou``, .... Returns one row per run and
+    every trained model keyed by (arch, encoder, augmentation, init, seed).
     """
     rows, models = [], {}
     for cfg in configs:
@@ -200,7 +224,10 @@ def train_grid(
                 model, data["train"], data["val"], augment, epochs, lr, batch_size, seed, loss, optimizer, desc=name
             )
             train_s = time.perf_counter() - start
-            test = per_image_metrics(predict_proba(model, data["test"][0]) >= 0.5, data["test"][1])
+            scores = {}
+            for name, (images, masks) in data.items():
+                if name not in ("train", "val"):
+                    scores |= summarise(per_image_metrics(predict_proba(model, images) >= 0.5, masks), f"{name}_")
             rows.append(
                 {
                     "arch": cfg["arch"],
@@ -212,7 +239,7 @@ def train_grid(
                     "best_epoch": int(history["val_dice"].idxmax() + 1),
                     "train_s": train_s,
                     "val_dice": float(history["val_dice"].max()),
-                    **summarise(test, "test_"),
+                    **scores,
                 }
             )
             models[(cfg["arch"], cfg["encoder"], cfg["augmentation"], cfg["init"], seed)] = model
@@ -244,60 +271,80 @@ def _row(summary: pd.DataFrame, arch: str, augmentation: str, init: str = "rando
 
 
 def comparison(
-    summary: pd.DataFrame, arch: str, new: tuple[str, str], base: tuple[str, str], metric: str = "dice"
+    summary: pd.DataFrame,
+    arch: str,
+    new: tuple[str, str],
+    base: tuple[str, str],
+    metric: str = "dice",
+    test_set: str = "test",
 ) -> dict:
-    """Test `metric` of one ablation row (augmentation, init) against another, judged by `tables.compare`."""
+    """`metric` on `test_set` of one ablation row (augmentation, init) against another, by `tables.compare`."""
     a, b = _row(summary, arch, *new), _row(summary, arch, *base)
-    judged = tables.compare(
-        a[f"test_{metric}_mean"], a[f"test_{metric}_std"], b[f"test_{metric}_mean"], b[f"test_{metric}_std"]
-    )
+    key = f"{test_set}_{metric}"
+    judged = tables.compare(a[f"{key}_mean"], a[f"{key}_std"], b[f"{key}_mean"], b[f"{key}_std"])
     label = lambda r: r["augmentation"] + (" + SSL init" if r["init"] == "SSL" else "")
     text = (
-        f"{arch}: **{label(a)}** ({a[f'test_{metric}_mean']:.3f} ± {a[f'test_{metric}_std']:.3f}) "
-        f"**{judged['words']}** {label(b)} ({b[f'test_{metric}_mean']:.3f} ± {b[f'test_{metric}_std']:.3f}); "
-        f"test {metric}, difference {judged['gain']:+.3f} over {int(a['runs'])} seed(s)."
+        f"{arch}, {TEST_SETS.get(test_set, test_set)}: **{label(a)}** ({a[f'{key}_mean']:.3f} ± {a[f'{key}_std']:.3f}) "
+        f"**{judged['words']}** {label(b)} ({b[f'{key}_mean']:.3f} ± {b[f'{key}_std']:.3f}); "
+        f"{metric}, difference {judged['gain']:+.3f} over {int(a['runs'])} seed(s)."
     )
-    return {"arch": arch, "new": label(a), "base": label(b), "metric": metric, **judged, "text": text}
+    return {
+        "arch": arch,
+        "new": label(a),
+        "base": label(b),
+        "metric": metric,
+        "test_set": test_set,
+        **judged,
+        "text": text,
+    }
 
 
-def ablation_verdicts(summary: pd.DataFrame, arch: str) -> list[dict]:
-    """The questions the ablation asks, for one architecture: does augmentation help, does copy-paste
-    add to the basic augmentations, does SSL init help the best row."""
+def ablation_verdicts(summary: pd.DataFrame, arch: str, test_set: str = "test") -> list[dict]:
+    """The questions the ablation asks, for one architecture and test set: does each row beat no augmentation,
+    does copy-paste add to the basic augmentations, does SSL init help the best row. On the multi-polyp
+    frames, only the copy-paste questions."""
     rows = set(summary.loc[(summary["arch"] == arch) & (summary["init"] == "random"), "augmentation"])
+    if test_set == "test_multi":  # the frames copy-paste was made for: ask only about copy-paste
+        rows &= {"none", "+ blur", "+ copy-paste"}
     out = [
-        comparison(summary, arch, (r, "random"), ("none", "random"))
+        comparison(summary, arch, (r, "random"), ("none", "random"), test_set=test_set)
         for r in ABLATION
         if r != "none" and r in rows and "none" in rows
     ]
     if {"+ copy-paste", "+ blur"} <= rows:
-        out.append(comparison(summary, arch, ("+ copy-paste", "random"), ("+ blur", "random")))
+        out.append(comparison(summary, arch, ("+ copy-paste", "random"), ("+ blur", "random"), test_set=test_set))
     ssl_rows = summary[(summary["arch"] == arch) & (summary["init"] == "SSL")]
-    for aug in ssl_rows["augmentation"]:
-        out.append(comparison(summary, arch, (aug, "SSL"), (aug, "random")))
+    for aug in ssl_rows["augmentation"] if test_set != "test_multi" else []:
+        out.append(comparison(summary, arch, (aug, "SSL"), (aug, "random"), test_set=test_set))
     return out
 
 
-def plot_ablation(runs: pd.DataFrame, metric: str = "test_dice", title: str = ""):
-    """Bars of `metric` per ablation row and architecture, mean ± sd over seeds, one dot per seed."""
+def plot_ablation(runs: pd.DataFrame, metric: str = "dice", title: str = ""):
+    """Bars of `metric` per ablation row and architecture, one panel per test set: mean ± sd over seeds,
+    one dot per seed."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     frame = runs.assign(
         row=[a + (" + SSL init" if i == "SSL" else "") for a, i in zip(runs["augmentation"], runs["init"])]
     )
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    sns.barplot(data=frame, x="row", y=metric, hue="arch", errorbar="sd", capsize=0.08, ax=ax, alpha=0.85)
-    sns.stripplot(data=frame, x="row", y=metric, hue="arch", dodge=True, ax=ax, palette="dark:k", size=3, legend=False)
-    low = max(0.0, frame[metric].min() - 0.1)
-    ax.set(
-        ylim=(low, min(1.0, frame[metric].max() + 0.05)),
-        xlabel="augmentation (cumulative)",
-        ylabel=f"{metric.replace('_', ' ')} (mean ± sd over seeds)",
-    )
-    ax.tick_params(axis="x", labelrotation=15)
-    ax.legend(fontsize=8, loc="lower right")
+    sets = [s for s in TEST_SETS if f"{s}_{metric}" in frame]
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.0), squeeze=False, sharey=True)
+    values = frame[[f"{s}_{metric}" for s in sets]].to_numpy()
+    for ax, s in zip(axes[0], sets):
+        col = f"{s}_{metric}"
+        sns.barplot(data=frame, x="row", y=col, hue="arch", errorbar="sd", capsize=0.08, ax=ax, alpha=0.85)
+        sns.stripplot(data=frame, x="row", y=col, hue="arch", dodge=True, ax=ax, palette="dark:k", size=3, legend=False)
+        ax.set(
+            ylim=(max(0.0, np.nanmin(values) - 0.1), min(1.0, np.nanmax(values) + 0.05)),
+            xlabel="augmentation (cumulative)",
+            ylabel=f"{metric} (mean ± sd over seeds)",
+            title=TEST_SETS[s],
+        )
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.legend(fontsize=7, loc="lower right")
     if title:
-        ax.set_title(title, fontsize=7, wrap=True)
+        fig.suptitle(title, fontsize=7, wrap=True)
     fig.tight_layout()
     return fig
 
@@ -392,6 +439,60 @@ def published_comparison(summary: pd.DataFrame, best: str, comparable: bool) -> 
             }
         )
     return pd.DataFrame(rows)
+
+
+# Published cross-dataset U-Net results (the issue's sources): train on one centre's data, test on another's.
+PUBLISHED_CROSS = pd.DataFrame(
+    [
+        {
+            "source": "PraNet / Polyp-PVT tables",
+            "model": "U-Net",
+            "trained on": "Kvasir-SEG + CVC-ClinicDB",
+            "in-centre test": "Kvasir-SEG",
+            "in dice": 0.818,
+            "out-of-centre test": "ETIS-LaribPolypDB",
+            "out dice": 0.398,
+        },
+        {
+            "source": "DUCK-Net cross-dataset table",
+            "model": "U-Net",
+            "trained on": "Kvasir-SEG",
+            "in-centre test": "",
+            "in dice": np.nan,
+            "out-of-centre test": "CVC-ClinicDB",
+            "out dice": 0.701,
+        },
+    ]
+)
+
+
+def cross_centre_comparison(
+    summary: pd.DataFrame, best_rows: dict[str, str], held_out: str | None, comparable: bool
+) -> pd.DataFrame:
+    """In-centre vs out-of-centre test Dice of each architecture's plain and best row, beside `PUBLISHED_CROSS`.
+
+    `retained` is out / in: the share of Dice that survives another centre.
+    """
+    rows = PUBLISHED_CROSS.assign(comparable="published")
+    if "test_out_dice_mean" in summary:
+        ours = []
+        for arch, best in best_rows.items():
+            for aug in dict.fromkeys(["none", best]):
+                r = _row(summary, arch, aug)
+                ours.append(
+                    {
+                        "source": "this run",
+                        "model": f"{arch} · {aug}",
+                        "trained on": "in-centre train split",
+                        "in-centre test": "test",
+                        "in dice": r["test_dice_mean"],
+                        "out-of-centre test": f"test_out (centre {held_out})",
+                        "out dice": r["test_out_dice_mean"],
+                        "comparable": "yes" if comparable else "no: synthetic centres, 64 px, short budget",
+                    }
+                )
+        rows = pd.concat([rows, pd.DataFrame(ours)], ignore_index=True)
+    return rows.assign(retained=rows["out dice"] / rows["in dice"])
 
 
 def checkpoint_name(arch: str, encoder: str, augmentation: str, init: str, seed: int) -> str:

@@ -253,13 +253,13 @@ def unlabeled_pool(profile: str, reports_root: str, image_size: int) -> tuple[np
     """Frames to pretrain on: the unlabeled pool, else the *train* splits' images with labels ignored.
 
     Validation and test frames are never used, so the few-label evaluation
-    stays honest.
+    stays honest; nor are a held-out centre's frames (they stay unseen).
     """
     from .data import load_split, read_data_report
 
     sources = read_data_report(profile, reports_root)["sources"]
     if sources["unlabeled"]:
-        pool, _ = load_split("unlabeled", None, profile, reports_root, image_size)
+        pool, _ = load_split("unlabeled", "pool", profile, reports_root, image_size)
         return pool.images, f"unlabeled pool ({len(pool.images)} frames)"
     parts = [
         load_split(task, "train", profile, reports_root, image_size)[0].images

@@ -4,6 +4,7 @@ Notebook 00 teaches this module; every later notebook only calls `load_split`.
 """
 
 from .course import (
+    OUT_OF_CENTRE,
     TASKS,
     DataSources,
     PreparedData,
@@ -41,6 +42,7 @@ from .splits import find_split_lists, read_split_lists, splits_from_lists, strat
 from .synthetic import CLASSES, generate, render_frame
 
 __all__ = [
+    "OUT_OF_CENTRE",
     "TASKS",
     "DataSources",
     "PreparedData",

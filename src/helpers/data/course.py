@@ -37,8 +37,11 @@ from .layouts import (
     scan_segmentation,
 )
 from .splits import find_split_lists, read_split_lists, splits_from_lists, stratified_splits
+from .synthetic import CENTRES_FILE, HELD_OUT_CENTRE
 
 TASKS = ("classification", "segmentation", "unlabeled")
+OUT_OF_CENTRE = "test_out"  # the split of a held-out centre's frames: tested on, never trained or chosen on
+SPLIT_COLUMNS = ["task", "file", "mask", "label", "split", "stratum", "centre", "sha256", "mask_colours"]
 
 
 @dataclass
@@ -151,34 +154,65 @@ def _rel(path: Path | None, root: Path) -> str:
         return str(path)
 
 
+def read_centres(root: Path) -> dict[str, str]:
+    """Which centre (hospital, device) made each frame: ``centres.csv`` in the data root, if it has one.
+
+    Columns ``file,centre``; ``file`` relative to the data root (the embedded
+    data writes one; a real multi-centre collection can add one).
+    """
+    path = Path(root) / CENTRES_FILE
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(table.columns[:2]) != ["file", "centre"]:
+        raise DataError(
+            path, [BadFile(str(path), f"expected the columns file,centre, found {','.join(table.columns)}")]
+        )
+    empty = table.index[(table["file"] == "") | (table["centre"] == "")]
+    if len(empty):
+        raise DataError(path, [BadFile(str(path), f"line {i + 2}: empty file or centre") for i in empty[:10]])
+    return dict(zip(table["file"], table["centre"]))
+
+
 def _split_rows(
     task: str,
     loaded: LoadedSet,
     task_root: Path,
     strata: list[str],
+    centres: list[str],
+    held_out: str,
     val_fraction: float,
     test_fraction: float,
     seed: int,
 ) -> tuple[list[dict], str, list[BadFile]]:
+    """Split one task's frames; the `held_out` centre's frames form the out-of-centre test split, whole."""
     lists = find_split_lists(task_root) if task != "unlabeled" else {}
     names = [s.image.stem for s in loaded.samples]
+    inside = [i for i, c in enumerate(centres) if not held_out or c != held_out]
+    split = [OUT_OF_CENTRE] * len(names)
     problems: list[BadFile] = []
     if task == "unlabeled":
-        split, source = ["pool"] * len(names), "all frames form the unlabeled pool"
+        chosen, source = ["pool"] * len(inside), "all frames form the unlabeled pool"
     elif lists:
         listed = read_split_lists(lists)
-        split, unlisted = splits_from_lists(names, strata, listed, val_fraction, seed)
+        chosen, unlisted = splits_from_lists(
+            [names[i] for i in inside], [strata[i] for i in inside], listed, val_fraction, seed
+        )
         source = "official lists " + ", ".join(_rel(p, task_root) for p in lists.values())
         if "test" not in lists:
             source += f" (official val -> test; val = {val_fraction:.0%} of official train, seed {seed})"
         problems = [
-            BadFile(str(s.image), "not in any split list; left out")
-            for s, n in zip(loaded.samples, names)
-            if n in set(unlisted)
+            BadFile(str(loaded.samples[i].image), "not in any split list; left out")
+            for i in inside
+            if names[i] in set(unlisted)
         ]
     else:
-        split = stratified_splits(strata, val_fraction, test_fraction, seed)
+        chosen = stratified_splits([f"{strata[i]}|{centres[i]}" for i in inside], val_fraction, test_fraction, seed)
         source = f"seeded stratified split (seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
+    for i, sp in zip(inside, chosen):
+        split[i] = sp
+    if held_out and len(inside) < len(names):
+        source += f"; every frame of centre {held_out!r} held out as the out-of-centre test split ({OUT_OF_CENTRE})"
     infos = loaded.mask_info or [{}] * len(loaded.samples)
     rows = [
         {
@@ -188,10 +222,11 @@ def _split_rows(
             "label": s.label or "",
             "split": sp,
             "stratum": st,
+            "centre": c,
             "sha256": h,
             "mask_colours": ";".join(f"{k}:{v}" for k, v in info.get("colour_classes", {}).items()),
         }
-        for s, sp, st, h, info in zip(loaded.samples, split, strata, loaded.sha256, infos)
+        for s, sp, st, c, h, info in zip(loaded.samples, split, strata, centres, loaded.sha256, infos)
     ]
     return rows, source, problems
 
@@ -213,12 +248,14 @@ def prepare(
     skip_bad: bool = False,
     classes: list[str] | None = None,
     cache: ImageCache | None = None,
+    held_out_centre: str | None = None,
 ) -> PreparedData:
     """Validate and split the data of a run and write ``reports/<profile>/data/``.
 
     Raises DataError listing every problem, unless `skip_bad`, in which case bad
     files are left out and listed in the report. Fewer than 2 usable classes is
-    always an error.
+    always an error. Frames of `held_out_centre` (default: the embedded data's
+    `HELD_OUT_CENTRE`; none for real data) form the out-of-centre test split.
     """
     prof = get_profile(profile)
     image_size = image_size or prof.image_size
@@ -263,6 +300,14 @@ def prepare(
         found_classes = [c for c in found_classes if c in usable]
     if bad and not skip_bad:
         raise DataError(sources.root, bad, SKIP_HINT)
+    centre_of = read_centres(sources.root)
+    if held_out_centre is None:
+        held_out_centre = HELD_OUT_CENTRE if sources.origin == "synthetic" else ""
+    if held_out_centre and held_out_centre not in set(centre_of.values()):
+        raise DataError(
+            sources.root / CENTRES_FILE,
+            [BadFile(str(sources.root / CENTRES_FILE), f"no frame of the held-out centre {held_out_centre!r}")],
+        )
     rows: list[dict] = []
     split_source: dict[str, str] = {}
     for task, loaded in sets.items():
@@ -272,12 +317,21 @@ def prepare(
             strata = [str(lab) for lab in loaded.labels]
         else:
             strata = [""] * len(loaded.samples)
+        centres = [centre_of.get(_rel(s.image, sources.root), "") for s in loaded.samples]
         task_rows, split_source[task], problems = _split_rows(
-            task, loaded, scanned[task][1], strata, prof.val_fraction, prof.test_fraction, seed
+            task,
+            loaded,
+            scanned[task][1],
+            strata,
+            centres,
+            held_out_centre,
+            prof.val_fraction,
+            prof.test_fraction,
+            seed,
         )
         rows += task_rows
         bad += problems
-    table = pd.DataFrame(rows, columns=["task", "file", "mask", "label", "split", "stratum", "sha256", "mask_colours"])
+    table = pd.DataFrame(rows, columns=SPLIT_COLUMNS)
     table = table[table["split"] != "unlisted"].reset_index(drop=True)
     counts = {
         task: {str(k): int(v) for k, v in grp.groupby("split").size().items()} for task, grp in table.groupby("task")
@@ -300,6 +354,15 @@ def prepare(
         "classes": found_classes,
         "counts": counts,
         "class_counts": label_counts,
+        "centres": {
+            "source": str(sources.root / CENTRES_FILE) if centre_of else None,
+            "held_out": held_out_centre or None,
+            "counts": {
+                task: {str(k): int(v) for k, v in grp.groupby("centre").size().items()}
+                for task, grp in table[table["centre"] != ""].groupby("task")
+            },
+            "described": sources.generator.get("centres", {}),
+        },
         "split_source": split_source,
         "fingerprint": fingerprint(table),
         "generator": sources.generator,

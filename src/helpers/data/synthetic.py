@@ -8,6 +8,14 @@ blobs (0-3 per frame); dyed-lifted polyps sitting on a blue (indigo carmine)
 cushion. Every frame has its own RNG derived from (seed, kind, index), so the
 output is byte-identical for the same seed whatever the order or parallelism.
 
+Every frame comes from one of several named **centres** (`CENTRES`): the same
+anatomy seen through another hospital's imaging chain (colour response and
+white balance, illumination fall-off, resolution and aspect ratio, sharpness
+and noise, JPEG quality, field-of-view shape, and on-screen overlays such as
+Kvasir's green position-guide inset and text). ``centres.csv`` at the root
+names each file's centre; the course holds `HELD_OUT_CENTRE` out of training
+entirely, as an out-of-centre test set (`helpers.data.course`).
+
 The trees written are the ones the real data uses, so the same loaders read
 both (notebook 00 teaches this):
 
@@ -16,6 +24,7 @@ both (notebook 00 teaches this):
     kvasir-seg/images/<id>.jpg            Kvasir-SEG layout (masks are JPEG,
     kvasir-seg/masks/<id>.jpg             like the real ones: threshold at 128)
     unlabeled/<id>.jpg                    pool for self-supervised pretraining
+    centres.csv                           file,centre for every image above
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from ..numerics import PINNED_ISA
@@ -39,12 +48,107 @@ from ..progress import progress
 
 NUMPY_PIN = "NPY_DISABLE_CPU_FEATURES"
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CLASSES = ("normal-cecum", "polyps", "dyed-lifted-polyps")
 # Screening data is imbalanced: normal frames are common, dyed-lifted polyps rare.
 CLASS_SHARE = {"normal-cecum": 1.0, "polyps": 0.6, "dyed-lifted-polyps": 0.4}
 _KIND_IDS = {"cls": 1, "seg": 2, "unlabeled": 3}
-JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class Centre:
+    """One synthetic hospital: the imaging chain between the mucosa and the saved file."""
+
+    name: str
+    description: str
+    share: float  # of all frames
+    scale: float  # frame width relative to the profile's side range
+    aspect: tuple[float, float]  # height / width
+    white_balance: tuple[float, float, float]  # gain per RGB channel
+    saturation: float  # 1 = as rendered, < 1 washed out
+    gamma: tuple[float, float]
+    vignetting: tuple[float, float]  # darkening at the corners
+    blur: tuple[float, ...]  # Gaussian sigmas (px at the generated size), one drawn per frame
+    noise: float  # sensor noise sd on [0, 1]
+    jpeg_quality: int
+    fov: str  # field of view: "octagon", "circle" or "rounded"
+    guide_inset: bool  # the green position-guide box in the lower left, as in Kvasir frames
+    text: str  # "" or where the on-screen text sits: "top-left", "top-right"
+
+
+CENTRES = (
+    Centre(
+        "vestre",
+        "Kvasir-like: octagonal field, green position-guide inset, text, mid resolution",
+        0.35,
+        1.0,
+        (0.75, 0.9),
+        (1.0, 1.0, 1.0),
+        1.0,
+        (0.8, 1.25),
+        (0.25, 0.5),
+        (0.0, 0.0, 0.6, 1.2),
+        0.012,
+        90,
+        "octagon",
+        True,
+        "top-left",
+    ),
+    Centre(
+        "clinic",
+        "CVC-ClinicDB-like: small 4:3 frames, round field, cooler white balance",
+        0.25,
+        0.75,
+        (0.75, 0.75),
+        (0.96, 1.0, 1.08),
+        0.9,
+        (0.9, 1.15),
+        (0.3, 0.45),
+        (0.0, 0.6),
+        0.01,
+        85,
+        "circle",
+        False,
+        "top-left",
+    ),
+    Centre(
+        "hd-wide",
+        "HD 16:9 video processor: sharp, bright, little fall-off, no overlays",
+        0.2,
+        1.25,
+        (0.5625, 0.5625),
+        (1.03, 1.02, 0.96),
+        1.1,
+        (0.85, 1.05),
+        (0.1, 0.25),
+        (0.0, 0.0, 0.6),
+        0.008,
+        95,
+        "rounded",
+        False,
+        "",
+    ),
+    Centre(
+        "etis",
+        "ETIS-Larib-like: large frames, warm cast, strong fall-off, soft focus, noise, heavy JPEG",
+        0.2,
+        1.3,
+        (0.79, 0.79),
+        (1.12, 0.95, 0.8),
+        0.8,
+        (1.1, 1.4),
+        (0.45, 0.7),
+        (1.2, 2.0, 2.8),
+        0.03,
+        70,
+        "circle",
+        False,
+        "top-right",
+    ),
+)
+CENTRE_NAMES = tuple(c.name for c in CENTRES)
+HELD_OUT_CENTRE = "etis"  # never trained on: the out-of-centre test set
+CENTRES_FILE = "centres.csv"
 
 
 @dataclass
@@ -56,6 +160,7 @@ class Frame:
     n_polyps: int
     dyed: bool
     polyp_areas: list[int] = field(default_factory=list)
+    centre: str = CENTRES[0].name
 
 
 def _noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:
@@ -82,11 +187,20 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(a, sigma=(sigma, sigma, 0) if a.ndim == 3 else sigma)
 
 
-def _endoscope_frame(h: int, w: int, cut: float) -> np.ndarray:
-    """1 inside the octagonal field of view, 0 in the black corners."""
+def _endoscope_frame(h: int, w: int, cut: float, shape: str = "octagon") -> np.ndarray:
+    """1 inside the field of view (octagon, circle or rounded rectangle), 0 in the black border."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     c = cut * min(h, w)
-    inside = (xx + yy >= c) & ((w - 1 - xx) + yy >= c) & (xx + (h - 1 - yy) >= c) & ((w - 1 - xx) + (h - 1 - yy) >= c)
+    if shape == "circle":  # a round field, clipped by the frame's top and bottom
+        inside = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) <= (0.72 - cut) * min(h, w)
+    elif shape == "rounded":  # a wide rectangle with round corners
+        dy = np.maximum(np.abs(yy - (h - 1) / 2) - (h / 2 - c), 0)
+        dx = np.maximum(np.abs(xx - (w - 1) / 2) - (w / 2 - c - 0.06 * w), 0)
+        inside = np.hypot(dy, dx) <= c * 0.9
+    else:
+        inside = (
+            (xx + yy >= c) & ((w - 1 - xx) + yy >= c) & (xx + (h - 1 - yy) >= c) & ((w - 1 - xx) + (h - 1 - yy) >= c)
+        )
     return inside.astype(np.float32)
 
 
@@ -183,6 +297,35 @@ def _specular(rng: np.random.Generator, img: np.ndarray, n: int) -> None:
     img[:] = img + _blur(np.asarray(layer), 0.7)[..., None] * 0.9
 
 
+def _overlays(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, centre: Centre) -> None:
+    """Draw the centre's on-screen overlays onto the uint8 frame in place; the opaque inset hides polyp pixels."""
+    h, w = mask.shape
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    if centre.guide_inset:  # Kvasir's position guide: a dark green box with the scope's bright green outline
+        side = int(round(rng.uniform(0.2, 0.26) * h))
+        x0, y0 = int(rng.integers(0, max(1, w // 40))), h - side - int(rng.integers(0, max(1, h // 40)))
+        draw.rectangle([x0, y0, x0 + side, y0 + side], fill=(12, 52, 20))
+        t = np.linspace(0, 1, 12)
+        wiggle = rng.uniform(-0.25, 0.25, 4)
+        pts = [
+            (x0 + side * (0.2 + 0.6 * u), y0 + side * (0.8 - 0.6 * u + wiggle[int(u * 3.99)] * u * (1 - u))) for u in t
+        ]
+        draw.line(pts, fill=(60, 220, 80), width=max(2, side // 16))
+        mask[y0 : y0 + side + 1, x0 : x0 + side + 1] = 0
+    if centre.text:
+        size = max(6, h // 22)
+        font = ImageFont.load_default(size=size)
+        lines = [
+            f"{int(rng.integers(2010, 2024))}-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}",
+            f"ID {int(rng.integers(1000, 9999))}",
+        ]
+        x = w // 40 if centre.text == "top-left" else w - w // 4
+        for i, line in enumerate(lines):
+            draw.text((x, h // 40 + i * (size + 2)), line, fill=(235, 235, 235), font=font)
+    img[:] = np.asarray(pil)
+
+
 def render_frame(
     rng: np.random.Generator,
     h: int,
@@ -190,13 +333,14 @@ def render_frame(
     n_polyps: int,
     dyed: bool = False,
     radius: tuple[float, float] = (0.07, 0.20),
+    centre: Centre = CENTRES[0],
 ) -> Frame:
-    """Draw one frame with `n_polyps` non-overlapping polyps (dyed: on blue cushions).
+    """Draw one frame with `n_polyps` non-overlapping polyps (dyed: on blue cushions), through `centre`'s chain.
 
     `radius` is the polyp radius range as a fraction of the shorter side.
     """
     img, base = _mucosa(rng, h, w)
-    fov = _endoscope_frame(h, w, cut=rng.uniform(0.10, 0.18))
+    fov = _endoscope_frame(h, w, rng.uniform(0.10, 0.18), centre.fov)
     mask = np.zeros((h, w), bool)
     placed: list[tuple[float, float, float]] = []
     areas: list[int] = []
@@ -218,20 +362,25 @@ def render_frame(
         areas.append(int(inside.sum()))
         mask |= inside
     _specular(rng, img, int(rng.integers(3, 14)))
-    # Scope optics and exposure: vignetting, gain/gamma, blur, black frame.
+    # The centre's imaging chain: white balance and saturation, fall-off, gain/gamma, focus, field of view, noise.
+    img = img * np.asarray(centre.white_balance, np.float32)
+    grey = img.mean(axis=2, keepdims=True)
+    img = grey + centre.saturation * (img - grey)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     rr = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
-    img *= (1 - rng.uniform(0.25, 0.5) * rr**2)[..., None]
-    img = np.clip(img * rng.uniform(0.75, 1.3), 0, 1) ** rng.uniform(0.8, 1.25)
-    img = _blur(img, float(rng.choice([0.0, 0.0, 0.6, 1.2, 2.0])))
+    img *= (1 - rng.uniform(*centre.vignetting) * rr**2)[..., None]
+    img = np.clip(img * rng.uniform(0.75, 1.3), 0, 1) ** rng.uniform(*centre.gamma)
+    img = _blur(img, float(rng.choice(centre.blur)))
     img *= fov[..., None]
-    pixels = (np.clip(img + rng.normal(0, 0.012, img.shape), 0, 1) * 255).astype(np.uint8)
-    return Frame(pixels, mask.astype(np.uint8), len(areas), dyed, areas)
+    mask &= fov > 0
+    pixels = (np.clip(img + rng.normal(0, centre.noise, img.shape), 0, 1) * 255).astype(np.uint8)
+    _overlays(rng, pixels, mask, centre)
+    return Frame(pixels, mask.astype(np.uint8), len(areas), dyed, areas, centre.name)
 
 
-def _jpeg(array: np.ndarray) -> bytes:
+def _jpeg(array: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    Image.fromarray(array).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -253,37 +402,41 @@ class _Job:
 
 def _frame_for(job: _Job) -> Frame:
     rng = np.random.default_rng([job.seed, _KIND_IDS[job.kind], job.index])
-    w = int(rng.integers(job.min_side, job.max_side + 1))
-    h = int(round(w * rng.uniform(0.75, 0.9)))
+    centre = CENTRES[int(rng.choice(len(CENTRES), p=[c.share for c in CENTRES]))]
+    w = int(round(rng.integers(job.min_side, job.max_side + 1) * centre.scale))
+    h = int(round(w * rng.uniform(*centre.aspect)))
     if job.kind == "cls":
         n = (
             0
             if job.label == "normal-cecum"
             else (1 if job.label == "dyed-lifted-polyps" else int(rng.choice([1, 1, 1, 2, 3])))
         )
-        return render_frame(rng, h, w, n, dyed=job.label == "dyed-lifted-polyps")
+        return render_frame(rng, h, w, n, dyed=job.label == "dyed-lifted-polyps", centre=centre)
     if job.kind == "seg":  # like Kvasir-SEG: close-ups, every frame shows at least one polyp
         n = int(rng.choice([1, 2, 3], p=[0.75, 0.18, 0.07]))
-        return render_frame(rng, h, w, n, radius=(0.10, 0.34))
+        return render_frame(rng, h, w, n, radius=(0.10, 0.34), centre=centre)
     label = rng.choice(CLASSES)
-    return render_frame(rng, h, w, 0 if label == "normal-cecum" else int(rng.integers(1, 4)), dyed=label == CLASSES[2])
+    n = 0 if label == "normal-cecum" else int(rng.integers(1, 4))
+    return render_frame(rng, h, w, n, dyed=label == CLASSES[2], centre=centre)
 
 
-def _files_for(job: _Job) -> list[tuple[str, bytes]]:
+def _files_for(job: _Job) -> tuple[str, list[tuple[str, bytes]]]:
+    """The frame's centre and its files (path relative to the root, bytes)."""
     frame = _frame_for(job)
+    quality = next(c.jpeg_quality for c in CENTRES if c.name == frame.centre)
     name = f"{job.kind}{job.index:05d}"
     if job.kind == "cls":
-        out = [(f"kvasir-v2/{job.label}/{name}.jpg", _jpeg(frame.image))]
+        out = [(f"kvasir-v2/{job.label}/{name}.jpg", _jpeg(frame.image, quality))]
         if frame.n_polyps:
             out.append((f"kvasir-v2-masks/{job.label}/{name}.png", _png(frame.mask * 255)))
-        return out
+        return frame.centre, out
     if job.kind == "seg":
         rgb_mask = np.repeat((frame.mask * 255)[..., None], 3, axis=2)  # real masks are RGB JPEGs
-        return [
-            (f"kvasir-seg/images/{name}.jpg", _jpeg(frame.image)),
+        return frame.centre, [
+            (f"kvasir-seg/images/{name}.jpg", _jpeg(frame.image, quality)),
             (f"kvasir-seg/masks/{name}.jpg", _jpeg(rgb_mask)),
         ]
-    return [(f"unlabeled/{name}.jpg", _jpeg(frame.image))]
+    return frame.centre, [(f"unlabeled/{name}.jpg", _jpeg(frame.image, quality))]
 
 
 def generate(
@@ -316,6 +469,8 @@ def generate(
         "min_side": min_side,
         "max_side": max_side,
         "class_share": CLASS_SHARE,
+        "centres": {c.name: c.description for c in CENTRES},
+        "held_out_centre": HELD_OUT_CENTRE,
     }
     stamp = root / "GENERATOR.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == spec:
@@ -352,11 +507,14 @@ def generate(
     jobs += [_Job("unlabeled", i, seed, min_side, max_side) for i in range(unlabeled)]
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    centres = ["file,centre"]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for files in progress(pool.map(_files_for, jobs, chunksize=8), desc="generate frames", total=len(jobs)):
+        for centre, files in progress(pool.map(_files_for, jobs, chunksize=8), desc="generate frames", total=len(jobs)):
             for rel, blob in files:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / rel).write_bytes(blob)
+            centres.append(f"{files[0][0]},{centre}")  # the image; a mask follows it
+    (tmp / CENTRES_FILE).write_text("\n".join(centres) + "\n")
     (tmp / "GENERATOR.json").write_text(json.dumps(spec, indent=2) + "\n")
     tmp.rename(root)  # only a complete tree ever appears under `root`
     return root
