@@ -7,7 +7,7 @@ same model's training step on batches already in memory as normalised tensors
 (no data work at all). Epochs alternate between the two so that a slower
 stretch of the machine hits both; the median of `--repeats` is reported.
 
-The U-Net-ResNet18 at the `cpu` profile's 64 px, batch 16 and 2 threads is
+The U-Net-ResNet18 at the `cpu` profile's 64 px, batch size and 2 threads is
 the default. Ends with `ratio none X.XX · full Y.YY` (course loop / bare step,
 target ≥ 0.9 for both).
 

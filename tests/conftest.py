@@ -66,3 +66,32 @@ def seg_tree(tmp_path: Path) -> Path:
         Image.open(mask).convert("RGB").save(root / "masks" / f"id{i}.jpg", quality=90)
         mask.unlink()
     return root
+
+
+def second_centre(root: Path, n: int = 6, frames: list[tuple[Path, Path]] | None = None) -> Path:
+    """A small external centre made by hand, Kvasir-SEG layout: `frames` (image, mask) seen through another
+    imaging chain (warm cast, soft focus, heavy JPEG, round field of view), or drawn ones; masks as 0/1 PNG,
+    another encoding than Kvasir-SEG's 0/255 JPEG."""
+    from PIL import ImageFilter
+
+    from helpers.data import synthetic
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(n):
+        if frames:
+            image = Image.open(frames[i][0]).convert("RGB").resize((240, 200))
+            mask = (np.asarray(Image.open(frames[i][1]).convert("L").resize((240, 200))) >= 128).astype(np.uint8)
+        else:
+            frame = synthetic.render_frame(rng, 100, 120, 1, centre=synthetic.CENTRES[0])
+            image, mask = Image.fromarray(frame.image), frame.mask
+        warm = np.asarray(image.filter(ImageFilter.GaussianBlur(1.5)), np.float32) * np.array([1.1, 0.9, 0.75])
+        h, w = mask.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        inside = np.hypot(yy - h / 2, xx - w / 2) <= 0.55 * min(h, w)
+        Image.fromarray((warm.clip(0, 255) * inside[..., None]).astype(np.uint8)).save(
+            root / "images" / f"c2_{i}.jpg", quality=60
+        )
+        Image.fromarray(mask * inside).save(root / "masks" / f"c2_{i}.png")
+    return root

@@ -215,9 +215,14 @@ def _check_deploy_outputs(dep, models):
 @pytest.mark.realdata
 @pytest.mark.skipif(not SHARED_KVASIR_SEG.is_dir(), reason="real Kvasir-SEG not present (../shared/data/kvasir-seg)")
 def test_course_runs_on_real_kvasir_seg(tmp_path):
-    from conftest import snapshot
+    from conftest import second_centre, snapshot
 
     before = {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]}
+    # a second centre made by hand from frames the course only tests on (official val = the course's test split)
+    names = (SHARED_KVASIR_SEG / "splits_medico2020" / "val.txt").read_text().split()[:12]
+    frames = [(SHARED_KVASIR_SEG / "images" / f"{n}.jpg", SHARED_KVASIR_SEG / "masks" / f"{n}.jpg") for n in names]
+    other = second_centre(tmp_path / "Hospital-B", n=12, frames=frames)
+    other_before = snapshot(other)
     reports = tmp_path / "reports"
     assert (
         run_course(
@@ -225,9 +230,18 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
             data_root=str(SHARED_KVASIR_SEG),
             only=["00", "01", "02", "03", "04", "05", "06", "07"],
             reports_root=str(reports),
+            external=[str(other)],
         )
         == 0
     )
+    assert snapshot(other) == other_before  # an external set is never written
+    external = pd.read_csv(reports / "smoke" / "04_seg" / "external.csv")
+    assert set(external["centre"]) == {"in-centre test", "Hospital-B"} and (external["frames"] > 0).all()
+    assert (external["dice_lo"] <= external["dice"]).all() and (external["dice"] <= external["dice_hi"]).all()
+    centres = pd.read_csv(reports / "smoke" / "05_ensemble" / "centres.csv")
+    assert set(centres["centre"]) == {"in-centre test", "Hospital-B"} and centres["model"].str.contains("vote").any()
+    text = (reports / "smoke" / "REPORT.md").read_text()
+    assert "Hospital-B" in text and "published" in text and "95% bootstrap interval" in text
     status = {
         e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]
     }

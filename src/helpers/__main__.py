@@ -18,6 +18,7 @@ def _run(args: argparse.Namespace) -> int:
         only=args.only,
         reports_root=args.reports_root,
         skip_bad=args.skip_bad,
+        external=args.external or [],
         force=args.force,
         numerics_mode=args.numerics,
     )
@@ -220,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         metavar="NAME",
         help="consider only this notebook (name or number prefix, e.g. 01 or 01_eda); repeatable",
+    )
+    run.add_argument(
+        "--external",
+        action="append",
+        metavar="DIR",
+        help="a Kvasir-SEG-layout folder (images/, masks/) from another centre, named by its folder: notebooks 04 "
+        "and 05 test their chosen models and the ensemble on it; never trained or chosen on, never modified; "
+        "repeatable",
     )
     run.add_argument("--force", action="store_true", help="run the selected notebooks even when they are up to date")
     run.add_argument(

@@ -189,6 +189,38 @@ def score_segmentation(
     return wide, test_masks
 
 
+def centre_scores(
+    members: dict[tuple[str, int], nn.Module],
+    names: list[str],
+    seeds: list[int],
+    sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    best_member: str,
+) -> pd.DataFrame:
+    """The best member (chosen on validation) and both votes on each set (in-centre test, external centres):
+    Dice and IoU with 95% bootstrap intervals over frames, per-image scores averaged over seeds."""
+    from .segment import per_image_metrics, with_intervals
+
+    rows = []
+    for centre, (images, masks) in sets.items():
+        per_image: dict[str, list[pd.DataFrame]] = {}
+        for s in seeds:
+            probas = member_probas({m: members[(m, s)] for m in names}, images)
+            base = best_member.removesuffix(TTA)  # the best member may be a member with flip TTA
+            best = (
+                probas[base]
+                if base == best_member
+                else flip_tta(lambda x, m=members[(base, s)]: predict_proba(m, x), images)
+            )
+            predicted = {best_member: best >= 0.5} | vote_masks(probas)
+            for name, pred in predicted.items():
+                per_image.setdefault(name, []).append(per_image_metrics(pred, masks))
+        rows += [
+            {"model": name, "centre": centre, "seeds": len(seeds), **with_intervals(frames)}
+            for name, frames in per_image.items()
+        ]
+    return pd.DataFrame(rows)
+
+
 def segmentation_cost(models: dict[str, nn.Module], frame: np.ndarray, repeats: int) -> dict[str, float]:
     """Median ms per frame at batch 1 of each member and each vote, plain and with flip TTA."""
     from .measure import time_call

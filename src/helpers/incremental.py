@@ -189,6 +189,7 @@ def inputs(
         "parameters": json.loads(json.dumps(params, default=str)),
         "libraries": libraries,
         "data": data_listing(str(params.get("data_root") or "")),
+        **({"external": {f: data_listing(f) for f in params["external"]}} if params.get("external") else {}),
         "upstream": upstream,
         "files": {name: digests.file(path) if path.is_file() else "missing" for name, path in (files or {}).items()},
     }

@@ -294,14 +294,14 @@ SECTIONS = [
     (
         "04_seg",
         "Segmentation: the augmentation ablation, in-centre and out-of-centre",
-        ["results.md", "cross_centre.md"],
-        ["ablation_dice.png", "best_worst_cases.png", "out_of_centre_worst_cases.png"],
+        ["results.md", "cross_centre.md", "external.md"],
+        ["ablation_dice.png", "best_worst_cases.png", "out_of_centre_worst_cases.png", "external_centres.png"],
     ),
     (
         "05_ensemble",
         "Ensembles",
-        ["segmentation_results.md", "classification_results.md"],
-        ["segmentation_ensembles.png", "vote_rescue.png"],
+        ["segmentation_results.md", "centres.md", "classification_results.md"],
+        ["segmentation_ensembles.png", "vote_rescue.png", "centres.png"],
     ),
     ("06_deploy", "Deployment: OpenVINO precision and speed", ["deployment.md"], ["benchmark.png"]),
 ]

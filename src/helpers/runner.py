@@ -222,6 +222,7 @@ def run_course(
     only: list[str] | None = None,
     reports_root: str = "",
     skip_bad: bool = False,
+    external: list[str] | None = None,
     notebooks: Path | None = None,
     force: bool = False,
     package: Path | None = None,
@@ -238,7 +239,12 @@ def run_course(
         if not Path(data_root).is_dir():
             print(f"error: --data-root {data_root}: no such folder", file=sys.stderr)
             return 2
-    elif prof.expects_real_data:
+    external = [str(Path(e).expanduser().resolve()) for e in external or []]
+    for folder in external:
+        if not Path(folder).is_dir():
+            print(f"error: --external {folder}: no such folder", file=sys.stderr)
+            return 2
+    if not data_root and prof.expects_real_data:
         print(
             f"warning: profile {profile!r} is meant for real data (--data-root); running on the embedded "
             "synthetic data at full size, which is slow on CPU",
@@ -308,7 +314,8 @@ def run_course(
                     continue
                 params = declared_parameters(
                     spec,
-                    prof.params_for(spec.name, data_root=data_root, reports_root=reports_root) | {"skip_bad": skip_bad},
+                    prof.params_for(spec.name, data_root=data_root, reports_root=reports_root)
+                    | {"skip_bad": skip_bad, "external": external},
                 )
                 now, reasons = check(spec, params)
                 forced = force and spec in chosen

@@ -495,6 +495,72 @@ def cross_centre_comparison(
     return rows.assign(retained=rows["out dice"] / rows["in dice"])
 
 
+def with_intervals(per_image: list[pd.DataFrame], seed: int = 0) -> dict[str, float]:
+    """Mean Dice and IoU over frames with 95% bootstrap intervals over frames; per-image scores are first
+    averaged over the given runs (seeds) of a model, so the interval is about the frames, not the seeds."""
+    frame = pd.concat(per_image).groupby(level=0).mean()
+    out: dict[str, float] = {"frames": len(frame)}
+    for metric in ("dice", "iou"):
+        lo, hi = tables.bootstrap_ci(frame[metric].to_numpy(), seed=seed)
+        out |= {metric: float(frame[metric].mean()), f"{metric}_lo": lo, f"{metric}_hi": hi}
+    return out
+
+
+def centre_scores(models: dict[str, list[nn.Module]], sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """Each model (its runs over seeds) on each set (in-centre test, external centres): Dice and IoU with 95%
+    bootstrap intervals over frames, one row per model and set."""
+    rows = []
+    for label, runs in models.items():
+        for centre, (images, masks) in sets.items():
+            per_image = [per_image_metrics(predict_proba(m, images) >= 0.5, masks) for m in runs]
+            rows.append({"model": label, "centre": centre, "seeds": len(runs), **with_intervals(per_image)})
+    return pd.DataFrame(rows)
+
+
+def plot_centres(table: pd.DataFrame, title: str = ""):
+    """Dice per model and centre with its 95% interval: the drop from the in-centre test to each other centre."""
+    import matplotlib.pyplot as plt
+
+    centres, models = list(dict.fromkeys(table["centre"])), list(dict.fromkeys(table["model"]))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(centres) * len(models) ** 0.5), 3.8))
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        rows = table[table["model"] == model].set_index("centre").reindex(centres)
+        x = np.arange(len(centres)) + (i - (len(models) - 1) / 2) * width
+        err = np.vstack([rows["dice"] - rows["dice_lo"], rows["dice_hi"] - rows["dice"]])
+        ax.bar(x, rows["dice"], width, yerr=err, capsize=3, label=model, alpha=0.85)
+    ax.set_xticks(np.arange(len(centres)), centres, fontsize=8)
+    ax.set(ylabel="Dice (mean over frames, 95% bootstrap interval)", ylim=(0, 1))
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=7, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def setting_gaps(origin: str, image_size: int, profile: str) -> str:
+    """Why this run's numbers are not the published setting (352 px, 60 epochs on real Kvasir-SEG)."""
+    gaps = [] if origin == "real" else ["synthetic training data"]
+    gaps += [] if image_size >= 352 else [f"{image_size} px"]
+    gaps += [] if profile == "full" else ["short training budget"]
+    return ", ".join(gaps + ["other test split"])
+
+
+def published_beside(table: pd.DataFrame, reasons: str) -> pd.DataFrame:
+    """This run's per-centre Dice next to `PUBLISHED_CROSS`, each row saying whether the setting is the same."""
+    ours = table.assign(source="this run", comparable=f"no: {reasons}")[
+        ["source", "model", "centre", "dice", "dice_lo", "dice_hi", "comparable"]
+    ]
+    published = PUBLISHED_CROSS.melt(
+        id_vars=["source", "model"], value_vars=["in dice", "out dice"], value_name="dice"
+    ).merge(PUBLISHED_CROSS, on=["source", "model"])
+    published["centre"] = np.where(
+        published["variable"] == "in dice", published["in-centre test"], published["out-of-centre test"]
+    )
+    published = published.dropna(subset=["dice"]).assign(dice_lo=np.nan, dice_hi=np.nan, comparable="published")
+    return pd.concat([ours, published[ours.columns]], ignore_index=True)
+
+
 def checkpoint_name(arch: str, encoder: str, augmentation: str, init: str, seed: int) -> str:
     slug = "-".join("".join(ch if ch.isalnum() else " " for ch in augmentation).split()) or "none"
     return f"{arch}_{encoder}_{slug}_{init.lower()}_seed{seed}"

@@ -6,6 +6,7 @@ its best member) uses `compare`, so "better" means the same thing everywhere.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 
@@ -56,3 +57,29 @@ def compare(
         outcome = "worse"
     words = WORDS[outcome].format(spread=spread_of)
     return {"gain": float(gain), "spread": float(spread), "outcome": outcome, "words": words}
+
+
+def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (e.g. per-image Dice): resample the images.
+
+    Says how much a mean over *these* frames could move with other frames from
+    the same source; seeded, so the interval is reproducible.
+    """
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(values), (resamples, len(values)))
+    means = values[idx].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def interval_markdown(table: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "iou"), digits: int = 3) -> str:
+    """Per model and centre: frames, then each metric as 'mean [lo, hi]' (the `<metric>_lo/_hi` interval)."""
+    shown = table[["model", "centre", "frames"]].copy()
+    for m in metrics:
+        shown[m] = [
+            f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+            for v, lo, hi in zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"])
+        ]
+    return shown.to_markdown(index=False)

@@ -17,6 +17,7 @@ from .course import (
     read_data_report,
     resolve_sources,
 )
+from .external import describe_external, load_external, prepare_external
 from .images import (
     COLOUR_CLASSES,
     IMAGE_EXTENSIONS,
@@ -54,6 +55,9 @@ __all__ = [
     "provenance",
     "read_data_report",
     "resolve_sources",
+    "describe_external",
+    "load_external",
+    "prepare_external",
     "COLOUR_CLASSES",
     "IMAGE_EXTENSIONS",
     "Decoded",
