@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from helpers import segment, tables
-from helpers.data import DataError, load_external, prepare, prepare_external
+from helpers.data import DataError, describe_external, load_external, prepare, prepare_external
 from helpers.runner import run_course
 
 from conftest import second_centre, snapshot
@@ -76,3 +76,16 @@ def test_intervals_average_seeds_per_frame_first():
     b = pd.DataFrame({"dice": [0.0, 1.0], "iou": [0.0, 1.0]})
     row = segment.with_intervals([a, b])
     assert row["frames"] == 2 and row["dice"] == 0.5 and row["dice_lo"] == row["dice_hi"] == 0.5
+
+
+def test_provenance_names_every_external_set_and_the_setting_gaps(tmp_path):
+    centre = second_centre(tmp_path / "Hospital-C", n=3)
+    prepare_external([centre], "smoke", tmp_path / "r", image_size=32)
+    line = describe_external("smoke", tmp_path / "r")
+    assert line.startswith("external Hospital-C: ") and str(centre) in line and "3 frames" in line
+    assert describe_external("smoke", tmp_path / "nothing") == ""
+    assert segment.setting_gaps("real", 352, "full") == "other test split"
+    assert (
+        segment.setting_gaps("synthetic", 64, "cpu")
+        == "synthetic training data, 64 px, short training budget, other test split"
+    )
