@@ -29,6 +29,7 @@ both (notebook 00 teaches this):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -471,6 +472,8 @@ def generate(
         "class_share": CLASS_SHARE,
         "centres": {c.name: c.description for c in CENTRES},
         "held_out_centre": HELD_OUT_CENTRE,
+        # the drawing code itself: an edit that changes pixels must never reuse a tree drawn by the old code
+        "code_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
     }
     stamp = root / "GENERATOR.json"
     if stamp.is_file() and json.loads(stamp.read_text()) == spec:
