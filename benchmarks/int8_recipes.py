@@ -1,8 +1,8 @@
-"""Which INT8 recipe keeps the course's ResNet-18 student closest to its FP32 self? Measured on the VALIDATION split.
+"""Which INT8 recipe keeps the course's deployed student closest to its FP32 self? Measured on the VALIDATION split.
 
     python benchmarks/int8_recipes.py [--profile cpu]
 
-Compares, side by side in one run, NNCF post-training quantization of notebook 03's ResNet-18
+Compares, side by side in one run, NNCF post-training quantization of notebook 03's deployed
 student with fast (NNCF's default) or full bias correction, with and without accuracy control, on the
 profile's calibration frames (train split). For each recipe: the mean total-variation distance between
 the INT8 and FP32 class probabilities on the validation frames (0 = identical), the decisions INT8
@@ -51,18 +51,18 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     model, index = student(args.profile)
     if index is None:
-        print(f"no ResNet-18 checkpoint of notebook 03: run ./run_all.sh --profile {args.profile} --only 03 first")
+        print(f"no student checkpoint of notebook 03: run ./run_all.sh --profile {args.profile} --only 03 first")
         return 2
     params = get_profile(args.profile).params_for("06_openvino_deployment")
     size, classes = index["image_size"], index["classes"]
     train, _ = data.load_split("classification", "train", args.profile, image_size=size)
     val, _ = data.load_split("classification", "val", args.profile, image_size=size)
     calibration = calibration_frames(train.images, params)
-    card = deploy.card("classification", classes, size, "resnet18", index["checkpoint"])
+    card = deploy.card("classification", classes, size, index["arch"], index["checkpoint"])
     fp32 = softmax(extract_features(model, val.images, desc="FP32"))
     print(
-        f"ResNet-18 student {index['checkpoint']} ({args.profile}), {size} px; {len(calibration)} calibration frames "
-        f"(train), {len(val.images)} validation frames; "
+        f"{index['arch']} student {index['checkpoint']} ({args.profile}), {size} px; "
+        f"{len(calibration)} calibration frames (train), {len(val.images)} validation frames; "
         f"accuracy control: agreement >= {1 - params['int8_max_drop']:.2f}"
     )
     rows = []

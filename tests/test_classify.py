@@ -77,6 +77,52 @@ def test_fit_learns_and_keeps_the_best_validation_epoch(with_teacher):
         assert best > 0.9
 
 
+def test_label_subset_is_stratified_fixed_and_keeps_two_per_class():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 5)
+    few = classify.label_subset(y, 0.1, seed=0)
+    assert np.bincount(y[few]).tolist() == [5, 3, 2]  # 10% per class, never fewer than two
+    assert np.array_equal(few, classify.label_subset(y, 0.1, seed=0)) and np.all(np.diff(few) > 0)
+    assert np.array_equal(classify.label_subset(y, 1.0, seed=3), np.arange(len(y)))
+    with pytest.raises(ValueError, match="label budget"):
+        classify.label_subset(y, 0.0, seed=0)
+
+
+def test_fit_with_a_transfer_set_trains_the_fixed_number_of_steps_and_needs_a_teacher(monkeypatch):
+    """Few labels + transfer frames: every step draws one labelled and one transfer batch, and the KD loss gets the
+    labelled rows first (the only ones its hard term may read)."""
+    x, y = _toy_data(n=12)
+    transfer, _ = _toy_data(n=40, seed=1)
+    seen = []
+    real = classify.kd_loss
+
+    def spy(student_logits, teacher_logits, labels, **kw):
+        seen.append((len(student_logits), len(labels)))
+        return real(student_logits, teacher_logits, labels, **kw)
+
+    monkeypatch.setattr(classify, "kd_loss", spy)
+    torch.manual_seed(0)
+    teacher = classify.build("mobilenetv3_small_100", 3)
+    model = classify.build("mobilenetv3_small_100", 3)
+    args = dict(epochs=2, lr=1e-3, batch_size=8, seed=0, image_size=32, steps_per_epoch=5)
+    classify.fit(model, x, y, x, y, teacher=teacher, transfer_images=transfer, **args)
+    assert seen == [(16, 8)] * 10  # 2 epochs x 5 steps, though 12 labelled frames are 1.5 batches
+    with pytest.raises(ValueError, match="needs a teacher"):
+        classify.fit(model, x, y, x, y, transfer_images=transfer, **args)
+
+
+def test_checkpoint_names_and_the_students_index_round_trip(tmp_path):
+    assert classify.checkpoint_name("resnet10t", "KD + transfer", 4.0) == "resnet10t_kd_transfer_T4"
+    assert classify.checkpoint_name("resnet10t", "scratch", float("nan")) == "resnet10t_scratch"
+    (tmp_path / "teacher.json").write_text('{"model": "resnet18"}')
+    save_weights(classify.build("resnet18", 3), tmp_path / "teacher.pt")
+    student = classify.build("mobilenetv3_small_100", 3)
+    entry = {"model": "mobilenetv3_small_100", "method": "KD", "temperature": 4.0, "budget": 1.0, "seed": 0}
+    classify.save_students(tmp_path, {"m_kd_T4": student}, {"m_kd_T4": entry}, ["a", "b", "c"], 32, "m_kd_T4")
+    loaded = classify.load_saved(tmp_path, "m_kd_T4")
+    assert torch.equal(loaded.conv_stem.weight, student.conv_stem.weight)
+    assert type(classify.load_saved(tmp_path)).__name__ == "ResNet"
+
+
 def test_macs_and_size_of_known_layers():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
     # conv: 8*8 outputs x 4 channels x (3*3*3) MACs; linear: 256 x 5

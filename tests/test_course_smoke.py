@@ -115,21 +115,32 @@ def _check_kd_outputs(kd):
     from helpers.training import load_weights
 
     runs = pd.read_csv(kd / "runs.csv")
-    assert len(runs) == 2 * 3  # 2 students x (scratch + 2 temperatures) x 1 seed
+    # 2 budgets x 2 students x (2 scratch + 2 temperatures tried on seed 0 + KD seed 1 + 2 KD + transfer)
+    assert len(runs) == 2 * 2 * 7 and (~runs["chosen"]).sum() == 2 * 2
+    assert set(runs["method"]) == {"scratch", "KD", "KD + transfer"} and set(runs["budget"]) == {0.25, 1.0}
+    assert (runs.groupby("budget")["labels"].max().diff().dropna() > 0).all()  # the few-label runs saw fewer labels
     assert runs["test_macro_f1"].between(0, 1).all() and runs["test_accuracy"].between(0, 1).all()
     results = pd.read_csv(kd / "results.csv")
     assert "teacher" in results["student"].iloc[0] and "test_recall[polyps]_mean" in results
+    assert (results["student"].str.contains("teacher")).sum() == 2  # one teacher per label budget
     assert "± " in (kd / "results.md").read_text() and "Data: synthetic" in (kd / "results.md").read_text()
     cost = pd.read_csv(kd / "cost.csv").set_index("model")
-    assert cost.loc["mobilenetv3_small_100", "size ratio (teacher / model)"] > 5
+    assert (cost["size ratio (teacher / model)"].iloc[1:] > 1).all()  # the teacher is larger than every student
     assert (cost["MMACs"] > 0).all() and (cost["latency_median_ms"] > 0).all()
-    energy = pd.read_csv(kd / "cam_energy.csv")
-    assert list(energy["map"])[-1] == "random maps" and energy["mean"].dropna().between(0, 1).all()
-    assert (energy["frames with a map"] <= energy["frames"]).all() and energy["frames with a map"].iloc[-1] > 0
+    cam = pd.read_csv(kd / "cam_scores.csv")
+    assert list(cam["map"])[-1] == "random maps" and cam["energy_mean"].dropna().between(0, 1).all()
+    assert cam["pointing_hit_rate"].dropna().between(0, 1).all()
+    assert (cam["frames_with_a_map"] <= cam["frames"]).all() and cam["frames_with_a_map"].iloc[-1] > 0
     summary = json.loads((kd / "summary.json").read_text())
-    assert {v["student"] for v in summary["students"]} == {"resnet18", "mobilenetv3_small_100"}
+    assert {(v["student"], v["budget"]) for v in summary["verdicts"]} == {
+        (s, b) for s in ("resnet10t", "mobilenetv3_small_100") for b in (0.25, 1.0)
+    }
+    assert all(len(v["comparisons"]) == 3 for v in summary["verdicts"])
     index = json.loads((kd / "students" / "index.json").read_text())
     best = index["checkpoints"][index["best"]]
+    assert (
+        len(index["checkpoints"]) == 2 * 3 and best["model"] != json.loads((kd / "teacher.json").read_text())["model"]
+    )
     model = load_weights(classify.build(best["model"], len(index["classes"])), kd / "students" / f"{index['best']}.pt")
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
     for fig in (

@@ -29,46 +29,39 @@ def test_entropy_bits_and_its_growth_with_temperature():
     assert curve["entropy_mean"].iloc[-1] == pytest.approx(math.log2(3), abs=0.01)  # T -> inf: uniform
 
 
-def _summary(kd_test, kd_std, scratch_test=0.80, scratch_std=0.01):
+def _summary(transfer_test, transfer_std, kd_test=0.80, scratch_test=0.80, spread=0.01):
     runs = []
     for _seed, sign in enumerate([-1, 1]):
-        runs.append(
-            {
-                "student": "s",
-                "method": "scratch",
-                "temperature": float("nan"),
-                "test_macro_f1": scratch_test + sign * scratch_std,
-                "val_macro_f1": 0.5,
-            }
-        )
-        for t, val in ((1.0, 0.6), (4.0, 0.7)):  # T = 4 wins on validation
-            test = kd_test if t == 4.0 else 0.0  # the T that loses on validation scores badly on test
+        for method, test, std in (
+            ("scratch", scratch_test, spread),
+            ("KD", kd_test, spread),
+            ("KD + transfer", transfer_test, transfer_std),
+        ):
             runs.append(
                 {
                     "student": "s",
-                    "method": "KD",
-                    "temperature": t,
-                    "test_macro_f1": test + sign * kd_std,
-                    "val_macro_f1": val,
+                    "budget": 0.1,
+                    "labels": 30,
+                    "method": method,
+                    "temperature": 0.0 if method == "scratch" else 4.0,
+                    "test_macro_f1": test + sign * std,
                 }
             )
-    return mean_std(
-        pd.DataFrame(runs).fillna({"temperature": 0.0}),
-        ["student", "method", "temperature"],
-        ["test_macro_f1", "val_macro_f1"],
-    )
+    return mean_std(pd.DataFrame(runs), ["student", "budget", "labels", "method", "temperature"], ["test_macro_f1"])
 
 
-def test_kd_verdict_picks_temperature_on_validation_and_respects_the_spread():
-    v = distill.verdict(_summary(0.90, 0.01), "s")
-    assert v["temperature"] == 4.0 and v["verdict"] == "is better than" and v["at_least_scratch"]
-    assert v["kd_val"] == pytest.approx(0.7)
-    assert distill.verdict(_summary(0.805, 0.02), "s")["verdict"].startswith("is at least as good")
-    assert distill.verdict(_summary(0.79, 0.02), "s")["verdict"].startswith("is slightly below")
-    worse = distill.verdict(_summary(0.60, 0.01), "s")
+def test_three_way_kd_verdicts_use_the_one_rule():
+    v = distill.verdicts(_summary(0.90, 0.01), "s", 0.1)
+    assert v["temperature"] == 4.0 and v["labels"] == 30
+    words = {(c["new"], c["base"]): c["words"] for c in v["comparisons"]}
     assert (
-        worse["verdict"] == "is worse than" and not worse["at_least_scratch"] and "**is worse than**" in worse["text"]
+        words[("KD + transfer", "scratch")] == "is better than" and words[("KD + transfer", "KD")] == "is better than"
     )
+    assert words[("KD", "scratch")].startswith("is at least as good")  # equal means: a tie, not a win
+    assert "**is better than** scratch" in v["text"] and "30 labelled frames (10%)" in v["text"]
+    assert distill.verdicts(_summary(0.805, 0.02), "s", 0.1)["comparisons"][1]["outcome"] == "tie_above"
+    assert distill.verdicts(_summary(0.79, 0.02), "s", 0.1)["comparisons"][1]["outcome"] == "tie_below"
+    assert distill.verdicts(_summary(0.60, 0.01), "s", 0.1)["comparisons"][2]["outcome"] == "worse"
 
 
 def test_mean_std_and_markdown():

@@ -64,10 +64,28 @@ def test_energy_in_mask_hand_case():
     assert np.isnan(explain.energy_in_mask(np.zeros((1, 4, 4)), mask)[0])
 
 
+def test_pointing_game_and_cam_scores_hand_case():
+    cams = np.zeros((3, 4, 4))
+    cams[0, 0, 1] = 1.0  # hottest pixel inside the mask
+    cams[1, 3, 3], cams[1, 0, 0] = 1.0, 0.5  # hottest outside, some energy inside
+    masks = np.zeros((3, 4, 4))
+    masks[:, :2, :2] = 1
+    hits = explain.pointing_game(cams, masks)
+    assert hits[0] == 1.0 and hits[1] == 0.0 and np.isnan(hits[2])  # an all-zero map points nowhere
+    per_frame, table = explain.cam_scores({"model": cams}, masks)
+    row = table.loc["model"]
+    assert row["pointing_hit_rate"] == pytest.approx(0.5) and row["frames_with_a_map"] == 2 and row["frames"] == 3
+    assert row["energy_mean"] == pytest.approx((1.0 + 0.5 / 1.5) / 2) and row["mask_area_share"] == pytest.approx(0.25)
+    assert len(per_frame) == 3
+
+
 def test_cam_layer_respects_the_stride_limit():
     model = timm.create_model("resnet18", pretrained=False, num_classes=3)
     assert explain.cam_layer(model, 32) is model.layer4
     assert explain.cam_layer(model, 16) is model.layer3
+    assert explain.cam_layer(model, 8) is model.layer2  # the course's choice: 8 x 8 maps at 64 px
+    student = timm.create_model("resnet10t", pretrained=False, num_classes=3)
+    assert explain.cam_layer(student, 8) is student.layer2
     mobile = timm.create_model("mobilenetv3_small_100", pretrained=False, num_classes=3)
     assert explain.cam_layer(mobile, 16) is mobile.blocks[3]
     with pytest.raises(ValueError, match="stride"):

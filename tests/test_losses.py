@@ -58,6 +58,27 @@ def test_kd_soft_part_vanishes_when_student_equals_teacher():
     )
 
 
+def test_kd_transfer_rows_enter_the_soft_term_only():
+    """Hand case: 2 labelled rows + 1 transfer row. Soft term = T^2 * mean over all 3 rows of KL(p_t || p_s);
+    hard term = CE over the 2 labelled rows."""
+    s = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+    t = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
+    y, temperature, alpha = torch.tensor([0, 1]), 2.0, 0.7
+
+    def kl(tr, sr):
+        p = [math.exp(v / temperature) for v in tr]
+        q = [math.exp(v / temperature) for v in sr]
+        p, q = [v / sum(p) for v in p], [v / sum(q) for v in q]
+        return sum(a * math.log(a / b) for a, b in zip(p, q))
+
+    soft = temperature**2 * sum(kl(t[i].tolist(), s[i].tolist()) for i in range(3)) / 3
+    hard = sum(-math.log(math.exp(s[i, y[i]].item()) / sum(math.exp(v) for v in s[i].tolist())) for i in range(2)) / 2
+    got = kd_loss(s, t, y, temperature=temperature, alpha=alpha).item()
+    assert got == pytest.approx(alpha * soft + (1 - alpha) * hard, rel=1e-5)
+    # the transfer row matters: dropping it changes the loss
+    assert kd_loss(s[:2], t[:2], y, temperature=temperature, alpha=alpha).item() != pytest.approx(got)
+
+
 def test_kd_gradient_scale_does_not_depend_on_temperature():
     g = torch.Generator().manual_seed(4)
     t, y = torch.randn(8, 3, generator=g), torch.zeros(8, dtype=torch.long)

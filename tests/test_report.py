@@ -16,6 +16,7 @@ def _fake_run(root, dice_shift=0.0, with_deploy=True):
         [
             {
                 "student": "resnet18 (teacher)",
+                "budget": 1.0,
                 "method": "SSL + fine-tune",
                 "temperature": None,
                 "runs": 1,
@@ -26,7 +27,8 @@ def _fake_run(root, dice_shift=0.0, with_deploy=True):
             },
             {
                 "student": "resnet18",
-                "method": "KD",
+                "budget": 0.1,
+                "method": "KD + transfer",
                 "temperature": 4.0,
                 "runs": 3,
                 "test_macro_f1_mean": 0.70,
@@ -69,13 +71,13 @@ def _fake_run(root, dice_shift=0.0, with_deploy=True):
 
 def test_collect_names_every_headline_metric_with_its_seed_spread(tmp_path):
     metrics = report.collect(_fake_run(tmp_path / "run"))
-    assert metrics["kd.teacher.test_macro_f1"] == {
+    assert metrics["kd.teacher.labels_1.test_macro_f1"] == {
         "value": 0.75,
         "std": None,
         "stage": "03_kd",
         "source": "03_kd/results.csv",
     }
-    assert metrics["kd.resnet18.kd_t4.test_macro_f1"]["std"] == 0.02
+    assert metrics["kd.resnet18.kd_transfer.labels_0.1.test_macro_f1"]["std"] == 0.02
     assert metrics["seg.unet.copy_paste.random.test_dice"]["value"] == 0.80
     assert metrics["deploy.student.fp32_parity_max_abs_logit_diff"]["value"] == 3e-6
 
@@ -83,8 +85,8 @@ def test_collect_names_every_headline_metric_with_its_seed_spread(tmp_path):
 def test_tolerances_follow_the_stated_rule(tmp_path):
     tol = report.tolerances(report.collect(_fake_run(tmp_path / "run")))
     # 2 x max(own std 0.02, median std of its stage: 0.02, 0.03 -> 0.025): a lucky small spread is not trusted
-    assert tol["kd.resnet18.kd_t4.test_macro_f1"] == pytest.approx(0.05)
-    assert tol["kd.teacher.test_macro_f1"] == pytest.approx(
+    assert tol["kd.resnet18.kd_transfer.labels_0.1.test_macro_f1"] == pytest.approx(0.05)
+    assert tol["kd.teacher.labels_1.test_macro_f1"] == pytest.approx(
         0.05
     )  # single run: 2 x median std of its stage (0.02, 0.03)
     assert tol["seg.unet.copy_paste.random.test_dice"] == pytest.approx(0.034)  # own 0.004 < stage median 0.017

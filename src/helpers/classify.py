@@ -56,6 +56,33 @@ def load_saved(kd_dir: Path, name: str | None = None) -> nn.Module:
     return load_weights(build(arch, len(index["classes"])), weights).eval()
 
 
+def checkpoint_name(student: str, method: str, temperature: float | None) -> str:
+    """e.g. resnet10t_scratch, resnet10t_kd_T4, resnet10t_kd_transfer_T4."""
+    slug = method.lower().replace(" + ", "_")
+    return f"{student}_{slug}" + ("" if method == "scratch" else f"_T{temperature:g}")
+
+
+def save_students(
+    kd_dir: Path,
+    models: dict[str, nn.Module],
+    entries: dict[str, dict],
+    classes: list[str],
+    image_size: int,
+    best: str,
+) -> Path:
+    """Write each student's weights and students/index.json, the file `load_saved`, notebooks 05/06 and the
+    report read: per checkpoint its architecture, method, temperature, label budget and seed; `best` is the one
+    chosen on validation for deployment."""
+    from .artifacts import write_json
+    from .training import save_weights
+
+    folder = Path(kd_dir) / "students"
+    for name, model in models.items():
+        save_weights(model, folder / f"{name}.pt")
+    index = {"classes": classes, "image_size": image_size, "checkpoints": entries, "best": best}
+    return write_json(folder / "index.json", index)
+
+
 def train_transform(image_size: int) -> v2.Compose:
     """Mild augmentation: crops keep most of the frame (a polyp must stay in it), no hue change (dye is blue)."""
     return v2.Compose(
@@ -81,6 +108,30 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 64) ->
     return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
+def label_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a class-stratified `fraction` of the frames, at least two per class.
+
+    The few-label budget: the same subset for every model, method and
+    training seed, so the spread over seeds is the training's, not the draw's.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label budget must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        keep.extend(rng.choice(members, min(len(members), max(2, round(fraction * len(members)))), replace=False))
+    return np.sort(np.array(keep, dtype=int))
+
+
+def _endless(loader: DataLoader):
+    """Batches of `loader` for ever, reshuffled at every pass: steps, not passes, set the budget."""
+    while True:
+        yield from loader
+
+
 def fit(
     model: nn.Module,
     train_images: np.ndarray,
@@ -96,34 +147,59 @@ def fit(
     temperature: float = 4.0,
     alpha: float = 0.7,
     weights: torch.Tensor | None = None,
+    steps_per_epoch: int | None = None,
+    transfer_images: np.ndarray | None = None,
     desc: str = "train",
 ) -> pd.DataFrame:
     """Train with AdamW + cosine decay; keep the epoch with the best validation macro F1.
 
     Without a teacher the loss is (weighted) cross-entropy; with one it is
     `distill.kd_loss` on the teacher's logits for the same augmented batch.
+    `steps_per_epoch` fixes the budget in optimizer steps (default: one pass
+    over the labelled frames), so a few-label run trains as long as an
+    all-label one. With `transfer_images` every step adds a batch of those
+    unlabeled frames, which only the teacher's soft targets supervise.
     Returns one row per epoch (loss, validation macro F1, whether it was kept).
     """
+    if transfer_images is not None and teacher is None:
+        raise ValueError("a transfer set needs a teacher: its frames have no labels")
     dev = device()
     model.to(dev)
     if teacher is not None:
         teacher.to(dev).eval()
     w = weights.to(dev) if weights is not None else None
+    generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(
         ArrayDataset(train_images, train_labels, train_transform(image_size)),
-        batch_size=batch_size,
+        batch_size=min(batch_size, len(train_images)),
         shuffle=True,
         drop_last=len(train_images) > batch_size,
-        generator=torch.Generator().manual_seed(seed),
+        generator=generator,
     )
+    steps = steps_per_epoch or len(loader)
+    batches = _endless(loader)
+    transfer = None
+    if transfer_images is not None:
+        transfer = _endless(
+            DataLoader(
+                ArrayDataset(transfer_images, None, train_transform(image_size)),
+                batch_size=batch_size,
+                shuffle=True,
+                drop_last=len(transfer_images) > batch_size,
+                generator=generator,
+            )
+        )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(loader)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps))
     history, best_f1, best_state = [], -1.0, None
     bar = progress(range(1, epochs + 1), desc=desc)
     for epoch in bar:
         model.train()
         losses = []
-        for x, y in loader:
+        for _ in range(steps):
+            x, y = next(batches)
+            if transfer is not None:
+                x = torch.cat([x, next(transfer)])
             x, y = x.to(dev), y.to(dev)
             logits = model(x)
             if teacher is None:
@@ -199,66 +275,141 @@ def plot_confusions(results: dict[str, tuple[np.ndarray, np.ndarray]], classes: 
     return fig
 
 
+METHODS = ("scratch", "KD", "KD + transfer")
+
+
+def train_teachers(
+    name: str,
+    encoder_weights: Path,
+    budgets: list[float],
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    n_classes: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    image_size: int,
+    seed: int,
+    class_weighted: bool = True,
+) -> dict[float, tuple[nn.Module, pd.DataFrame]]:
+    """One teacher per label budget: the self-supervised encoder fine-tuned on that budget's labels only.
+
+    A few-label student must not learn, through its teacher, from labels it
+    is not allowed to see. Every teacher trains the same number of steps.
+    """
+    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["val"]
+    steps = int(np.ceil(len(y_tr) / batch_size))
+    out = {}
+    for budget in budgets:
+        idx = label_subset(y_tr, budget, seed)
+        weights = class_weights(y_tr[idx], n_classes) if class_weighted else None
+        seed_everything(seed)
+        teacher = build(name, n_classes, encoder_weights=encoder_weights)
+        history = fit(
+            teacher,
+            x_tr[idx],
+            y_tr[idx],
+            x_va,
+            y_va,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            image_size=image_size,
+            weights=weights,
+            steps_per_epoch=steps,
+            desc=f"teacher, {budget:.0%} labels",
+        )
+        out[budget] = (teacher, history)
+    return out
+
+
 def student_grid(
     students: list[str],
+    budgets: list[float],
     temperatures: list[float],
     seeds: list[int],
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     classes: list[str],
-    teacher: nn.Module,
+    teachers: dict[float, nn.Module],
+    transfer_images: np.ndarray,
     epochs: int,
     lr: float,
     batch_size: int,
     image_size: int,
     alpha: float = 0.7,
-    weights: torch.Tensor | None = None,
+    class_weighted: bool = True,
+    label_seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[tuple, nn.Module]]:
-    """Every student from scratch and distilled at each T, once per seed, under the same budget.
+    """Each student, at each label budget: from scratch, KD on the labels, KD on labels + transfer set.
 
-    `splits` maps "train", "val" and "test" to (images, labels). Returns one row
-    per run (validation macro F1, test metrics prefixed `test_`, training time)
-    and the first seed's models keyed by (student, method, temperature).
+    Every run trains the same number of optimizer steps (one pass of the
+    whole train split per epoch) from the same labelled subset; the teacher
+    is that budget's. T is chosen per student and budget on the *validation*
+    split among `temperatures`, from the first seed's KD runs, then used for
+    both KD methods at every seed. Returns one row per run (`chosen` False
+    for the T-selection runs that lost) and the first seed's models keyed by
+    (student, budget, method).
     """
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = splits["train"], splits["val"], splits["test"]
+    steps = int(np.ceil(len(y_tr) / batch_size))
     rows, models = [], {}
-    for student in students:
-        for temperature in [None, *temperatures]:
-            method = "scratch" if temperature is None else "KD"
+
+    def run(student: str, budget: float, idx: np.ndarray, method: str, temperature: float | None, seed: int):
+        seed_everything(seed)
+        model = build(student, len(classes))
+        start = time.perf_counter()
+        weights = class_weights(y_tr[idx], len(classes)) if class_weighted else None
+        fit(
+            model,
+            x_tr[idx],
+            y_tr[idx],
+            x_va,
+            y_va,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            image_size=image_size,
+            teacher=None if method == "scratch" else teachers[budget],
+            temperature=temperature or 1.0,
+            alpha=alpha,
+            weights=weights,
+            steps_per_epoch=steps,
+            transfer_images=transfer_images if method == "KD + transfer" else None,
+            desc=f"{student}, {budget:.0%} labels, {method}"
+            + (f" T={temperature:g}" if temperature else "")
+            + f", seed {seed}",
+        )
+        test = metrics(y_te, predict_proba(model, x_te), classes)
+        row = {
+            "student": student,
+            "budget": budget,
+            "labels": len(idx),
+            "method": method,
+            "temperature": temperature,
+            "seed": seed,
+            "chosen": True,
+            "train_s": time.perf_counter() - start,
+            "val_macro_f1": metrics(y_va, predict_proba(model, x_va), classes)["macro_f1"],
+            **{f"test_{k}": v for k, v in test.items()},
+        }
+        rows.append(row)
+        return row, model
+
+    for budget in budgets:
+        idx = label_subset(y_tr, budget, label_seed)
+        for student in students:
             for seed in seeds:
-                seed_everything(seed)
-                model = build(student, len(classes))
-                start = time.perf_counter()
-                name = f"{student} {method}" + (f" T={temperature:g}" if temperature else "") + f" seed {seed}"
-                fit(
-                    model,
-                    x_tr,
-                    y_tr,
-                    x_va,
-                    y_va,
-                    epochs=epochs,
-                    lr=lr,
-                    batch_size=batch_size,
-                    seed=seed,
-                    image_size=image_size,
-                    teacher=None if temperature is None else teacher,
-                    temperature=temperature or 1.0,
-                    alpha=alpha,
-                    weights=weights,
-                    desc=name,
-                )
-                val = metrics(y_va, predict_proba(model, x_va), classes)
-                test = metrics(y_te, predict_proba(model, x_te), classes)
-                rows.append(
-                    {
-                        "student": student,
-                        "method": method,
-                        "temperature": temperature,
-                        "seed": seed,
-                        "train_s": time.perf_counter() - start,
-                        "val_macro_f1": val["macro_f1"],
-                        **{f"test_{k}": v for k, v in test.items()},
-                    }
-                )
-                if seed == seeds[0]:
-                    models[(student, method, temperature)] = model
+                _, model = run(student, budget, idx, "scratch", None, seed)
+                models.setdefault((student, budget, "scratch"), model)
+            trials = {t: run(student, budget, idx, "KD", t, seeds[0]) for t in temperatures}
+            best_t = max(trials, key=lambda t: trials[t][0]["val_macro_f1"])
+            for t, (row, _) in trials.items():
+                row["chosen"] = t == best_t
+            models[(student, budget, "KD")] = trials[best_t][1]
+            for seed in seeds[1:]:
+                run(student, budget, idx, "KD", best_t, seed)
+            for seed in seeds:
+                _, model = run(student, budget, idx, "KD + transfer", best_t, seed)
+                models.setdefault((student, budget, "KD + transfer"), model)
     return pd.DataFrame(rows), models

@@ -32,11 +32,15 @@ def kd_loss(
 
     The T^2 factor keeps the soft term's gradients the same size whatever T is
     (they shrink as 1/T^2 otherwise), so alpha means the same at every T.
+    `labels` may label only the first rows: the rows after them are
+    *transfer-set* frames (Hinton et al.'s unlabeled frames), which have the
+    teacher's soft targets but no label. The soft term averages over every
+    row, the hard term over the labelled ones.
     """
     log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
     p_teacher = softened(teacher_logits.detach(), temperature)
     soft = F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
-    hard = F.cross_entropy(student_logits, labels, weight=class_weights)
+    hard = F.cross_entropy(student_logits[: len(labels)], labels, weight=class_weights)
     return alpha * soft + (1 - alpha) * hard
 
 
@@ -68,39 +72,32 @@ def entropy_vs_temperature(logits: torch.Tensor, temperatures: list[float]) -> p
     return pd.DataFrame(rows)
 
 
-def verdict(summary: pd.DataFrame, student: str, metric: str = "macro_f1") -> dict:
-    """Distilled vs scratch for one student, on the test split, with T chosen on validation.
+# The three comparisons of notebook 03, per student and label budget: (new, base).
+COMPARISONS = (("KD", "scratch"), ("KD + transfer", "scratch"), ("KD + transfer", "KD"))
 
-    `summary` is a tables.mean_std table over seeds with columns student,
-    method ("scratch" or "KD"), temperature, `test_<metric>_*` and
-    `val_<metric>_mean`. The distilled row is the T with the best mean
-    validation score, so the test split never picks T. A gain is called clear
-    only when it exceeds the larger standard deviation over seeds.
+
+def verdicts(summary: pd.DataFrame, student: str, budget: float, metric: str = "macro_f1") -> dict:
+    """KD vs scratch, KD + transfer vs scratch and KD + transfer vs KD, for one student at one label budget.
+
+    `summary` is a tables.mean_std table over seeds of the chosen runs, with
+    columns student, budget, labels, method, temperature and `test_<metric>_*`.
+    Each comparison uses `tables.compare`: a gain is clear only beyond the
+    larger standard deviation over seeds.
     """
-    rows = summary[summary["student"] == student]
-    scratch = rows[rows["method"] == "scratch"].iloc[0]
-    kd_rows = rows[rows["method"] == "KD"]
-    kd = kd_rows.loc[kd_rows[f"val_{metric}_mean"].idxmax()]
-    s_mean, s_std = scratch[f"test_{metric}_mean"], scratch[f"test_{metric}_std"]
-    k_mean, k_std = kd[f"test_{metric}_mean"], kd[f"test_{metric}_std"]
-    judged = tables.compare(k_mean, k_std, s_mean, s_std)
-    gain, spread, word = judged["gain"], judged["spread"], judged["words"]
-    text = (
-        f"**{student}**: distilled at T = {kd['temperature']:g} (chosen on validation) reaches test macro F1 "
-        f"{k_mean:.3f} ± {k_std:.3f} vs {s_mean:.3f} ± {s_std:.3f} from scratch over {int(kd['runs'])} seed(s): "
-        f"the distilled student **{word}** the scratch one (difference {gain:+.3f})."
+    rows = summary[(summary["student"] == student) & (summary["budget"] == budget)].set_index("method")
+    out = {"student": student, "budget": float(budget), "labels": int(rows["labels"].iloc[0])}
+    out["temperature"] = float(rows.loc["KD", "temperature"])
+    for method in ("scratch", "KD", "KD + transfer"):
+        out[method] = float(rows.loc[method, f"test_{metric}_mean"])
+        out[f"{method} std"] = float(rows.loc[method, f"test_{metric}_std"])
+    parts, out["comparisons"] = [], []
+    for new, base in COMPARISONS:
+        judged = tables.compare(out[new], out[f"{new} std"], out[base], out[f"{base} std"])
+        out["comparisons"].append({"new": new, "base": base, **judged})
+        parts.append(f"{new} **{judged['words']}** {base} ({judged['gain']:+.3f})")
+    scores = ", ".join(f"{m} {out[m]:.3f} ± {out[f'{m} std']:.3f}" for m in ("scratch", "KD", "KD + transfer"))
+    out["text"] = (
+        f"**{student}**, {out['labels']} labelled frames ({budget:.0%}), T = {out['temperature']:g} "
+        f"chosen on validation: test macro F1 {scores} over {int(rows['runs'].min())} seeds: " + "; ".join(parts) + "."
     )
-    return {
-        "student": student,
-        "temperature": float(kd["temperature"]),
-        "kd": float(k_mean),
-        "kd_std": float(k_std),
-        "scratch": float(s_mean),
-        "scratch_std": float(s_std),
-        "gain": float(gain),
-        "spread": float(spread),
-        "kd_val": float(kd[f"val_{metric}_mean"]),
-        "at_least_scratch": bool(gain >= 0),
-        "verdict": word,
-        "text": text,
-    }
+    return out

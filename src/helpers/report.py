@@ -81,9 +81,8 @@ def collect(run: Path) -> dict[str, dict]:
             )
     if (t := _rows(f := run / "03_kd" / "results.csv")) is not None:
         for r in t.to_dict("records"):
-            method = "teacher" if "teacher" in str(r["student"]) else _slug(r["method"])
-            temp = "" if pd.isna(r["temperature"]) else f"_t{r['temperature']:g}"
-            name = "kd.teacher" if method == "teacher" else f"kd.{_slug(r['student'])}.{method}{temp}"
+            who = "teacher" if "teacher" in str(r["student"]) else f"{_slug(r['student'])}.{_slug(r['method'])}"
+            name = f"kd.{who}.labels_{r['budget']:g}"  # T is a choice on validation: `choices` reports it
             for metric in ("test_macro_f1", "test_accuracy"):
                 add(f"{name}.{metric}", r[f"{metric}_mean"], r[f"{metric}_std"] if r["runs"] > 1 else None, "03_kd", f)
     if (t := _rows(f := run / "04_seg" / "results.csv")) is not None:
@@ -112,7 +111,7 @@ def collect(run: Path) -> dict[str, dict]:
             )
     if (t := _rows(f := run / "05_ensemble" / "classification_results.csv")) is not None:
         for r in t.to_dict("records"):
-            model = re.sub(r"_kd_t[\d.]+$", "_kd_chosen_t", _slug(r["model"]))  # T chosen on validation: a choice
+            model = re.sub(r"_t[\d.]+$", "_chosen_t", _slug(r["model"]))  # T chosen on validation: a choice
             add(f"ens.cls.{model}.test_macro_f1", r["macro_f1"], None, "05_ensemble", f)
     if (t := _rows(f := run / "06_deploy" / "accuracy_by_precision.csv")) is not None:
         for r in t.to_dict("records"):
@@ -130,11 +129,10 @@ def choices(run: Path) -> dict[str, str]:
     """What each stage chose on validation (best row, temperature, student, vote), read from its saved files."""
     run, out = Path(run), {}
     if (f := run / "03_kd" / "students" / "index.json").is_file():
-        index = read_json(f)
-        out["kd.best_student"] = str(index.get("best"))
-        for entry in index.get("checkpoints", {}).values():
-            if entry.get("method") == "KD":
-                out[f"kd.{entry['model']}.temperature"] = f"{entry['temperature']:g}"
+        out["kd.best_student"] = str(read_json(f).get("best"))
+    if (f := run / "03_kd" / "summary.json").is_file():
+        for v in read_json(f).get("verdicts", []):
+            out[f"kd.{v['student']}.labels_{v['budget']:g}.temperature"] = f"{v['temperature']:g}"
     if (f := run / "04_seg" / "models" / "index.json").is_file():
         index = read_json(f)
         out |= {f"seg.{arch}.best_row": str(row) for arch, row in index.get("best_rows", {}).items()}
@@ -287,9 +285,9 @@ SECTIONS = [
     ),
     (
         "03_kd",
-        "Knowledge distillation: teacher, students from scratch and distilled",
-        ["results.md", "cost.md"],
-        ["students_macro_f1.png", "confusion_matrices.png"],
+        "Knowledge distillation: teacher, students from scratch, distilled, and distilled with a transfer set",
+        ["results.md", "cost.md", "cam_scores.md"],
+        ["students_macro_f1.png", "confusion_matrices.png", "cam_energy.png"],
     ),
     (
         "04_seg",
