@@ -177,6 +177,22 @@ def _make_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Exit code 2 for a model that cannot be served; otherwise serves until interrupted."""
+    from .serve import create_app, load_models
+
+    try:
+        models = load_models([Path(m) for m in args.model], args.threads)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (API docs: /docs)", file=sys.stderr)
+    uvicorn.run(create_app(models), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description="Colonoscopy deep-learning course tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,6 +277,20 @@ def main(argv: list[str] | None = None) -> int:
         help="replace the predictions.csv, mask/ and overlay/ of an earlier run in --out",
     )
     predict.set_defaults(func=_predict)
+    serve = sub.add_parser(
+        "serve",
+        help="serve deployed OpenVINO models (notebook 06) over HTTP: an API and an upload page",
+        description="Serve OpenVINO IRs written by notebook 06 with FastAPI + uvicorn: GET /health, GET /v1/models, "
+        "POST /v1/predict (multipart field 'file' or JSON image_base64), the API docs at /docs and an upload page "
+        "at /. Bad input gets a JSON error with a stable code. Exit code 2: a model that cannot be served.",
+    )
+    serve.add_argument(
+        "--model", required=True, action="append", metavar="PATH.xml", help="an IR with its card; repeatable"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: OpenVINO's)")
+    serve.set_defaults(func=_serve)
     for name, func, text in (
         (
             "verify",

@@ -1,0 +1,480 @@
+"""An HTTP service for notebook 06's OpenVINO IRs: `python -m helpers serve --model PATH.xml`.
+
+Deployment is judged by latency, throughput and how a service treats bad
+input, so the course serves its models the way a hospital system would call
+them: JSON over HTTP (FastAPI + uvicorn), one compiled model shared by all
+requests through a pool of OpenVINO infer requests (inference releases the
+GIL, so concurrent clients overlap), and a JSON error with a stable code for
+every kind of bad input — never a crash, never a traceback. Uploaded bytes
+are decoded in memory; nothing a client sends becomes a path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import queue
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from . import deploy
+
+MAX_BYTES = 20_000_000  # an upload larger than this is refused (a Kvasir frame is at most ~1 MB)
+MAX_PIXELS = deploy.MAX_PIXELS
+MAX_VIDEO_BYTES = 100_000_000
+MAX_VIDEO_FRAMES = 900  # 30 s at 30 fps: a clip, not a procedure (video is slow: every frame is one inference)
+MAX_VIDEO_SECONDS = 60.0
+VIDEO_CONTAINERS = {"mov", "mp4", "avi", "matroska", "webm"}  # FFmpeg's demuxer names; a still image is no video
+
+# Every error the service returns: code -> HTTP status. The README lists them.
+ERRORS = {
+    "empty_input": 400,
+    "invalid_base64": 400,
+    "invalid_request": 400,
+    "unknown_model": 404,
+    "not_found": 404,
+    "too_large": 413,
+    "not_an_image": 415,
+    "unsupported_video": 415,
+    "unsupported_media_type": 415,
+    "corrupt_image": 422,
+    "internal_error": 500,
+}
+
+
+class ServeError(Exception):
+    """A refused request: `code` (a key of ERRORS) and a message for the client."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, ERRORS[code]
+
+
+@dataclass
+class Served:
+    """One compiled IR and its pool of infer requests, shared by every request of the server."""
+
+    name: str
+    xml: Path
+    card: dict
+    compiled: Any
+    pool: queue.Queue
+
+    def infer(self, image: np.ndarray) -> np.ndarray:
+        """Raw output for one uint8 frame already at the input size; blocks only while every request is busy."""
+        request = self.pool.get()
+        try:
+            return request.infer({0: deploy.to_input(image[None], self.card)})[0].copy()
+        finally:
+            self.pool.put(request)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "task": self.card["task"],
+            "classes": self.card["classes"],
+            "input_size": self.card["input_size"],
+            "architecture": self.card.get("architecture"),
+            "precision": deploy.precision_label(self.card),
+            "infer_requests": self.pool.maxsize,
+        }
+
+
+def load_models(xmls: list[Path], threads: int | None = None) -> dict[str, Served]:
+    """Check each IR against its card and compile it once (throughput hint); named by the file's stem."""
+    models: dict[str, Served] = {}
+    for xml in map(Path, xmls):
+        if xml.suffix != ".xml" or not xml.is_file() or not xml.with_suffix(".bin").is_file():
+            raise ValueError(f"{xml}: expected an OpenVINO IR .xml with its .bin next to it")
+        if xml.stem in models:
+            raise ValueError(f"{xml}: two models named {xml.stem!r}; each --model needs its own file name")
+        card = deploy.check_card(xml)
+        compiled = deploy.compile_ir(xml, threads, hint="THROUGHPUT")
+        n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        pool: queue.Queue = queue.Queue(maxsize=n)
+        for _ in range(n):
+            pool.put(compiled.create_infer_request())
+        models[xml.stem] = Served(xml.stem, xml, card, compiled, pool)
+    if not models:
+        raise ValueError("no model to serve: pass --model PATH.xml at least once")
+    return models
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str]:
+    """Upload bytes -> 8-bit RGB at full resolution and a note on any conversion, or a ServeError with its code."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from .data.images import to_rgb8
+
+    if not data:
+        raise ServeError("empty_input", "the upload is empty (0 bytes)")
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ServeError("not_an_image", "not an image: the bytes are no image format Pillow knows") from None
+    except Image.DecompressionBombError as exc:
+        raise ServeError("too_large", f"image refused: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ServeError("corrupt_image", f"corrupt image ({exc})") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ServeError(
+            "too_large", f"image is {w}x{h} = {w * h / 1e6:.2f} MP, over the limit of {max_pixels / 1e6:g} MP"
+        )
+    mode = im.mode
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ServeError("corrupt_image", f"corrupt or truncated image ({exc})") from None
+    return np.asarray(to_rgb8(im)), "" if mode == "RGB" else f"converted from mode {mode} to RGB"
+
+
+def decode_base64(text: Any, max_bytes: int = MAX_BYTES) -> bytes:
+    """The bytes of a base64 string (a `data:` URL prefix is allowed), or a ServeError."""
+    if not isinstance(text, str) or not text.strip():
+        raise ServeError("empty_input", "image_base64 is missing or empty")
+    text = text.strip()
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    if len(text) > max_bytes * 4 // 3 + 4:
+        raise ServeError("too_large", f"the image is over the limit of {max_bytes / 1e6:g} MB")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ServeError("invalid_base64", "image_base64 is not valid base64") from None
+
+
+def _png_base64(array: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> dict:
+    """One frame through one model: class and probabilities, or polyp area and the mask at the frame's size."""
+    from PIL import Image
+
+    from .eda import overlay
+
+    card, (h, w) = served.card, image.shape[:2]
+    size = card["input_size"]
+    small = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    proba = deploy.probabilities(served.infer(small), card["task"])[0]
+    out: dict[str, Any] = {"model": served.name, "task": card["task"], "width": w, "height": h}
+    if card["task"] == "classification":
+        out["class"] = card["classes"][int(proba.argmax())]
+        out["probabilities"] = {c: float(p) for c, p in zip(card["classes"], proba)}
+        return out
+    mask = (proba >= card["threshold"]).astype(np.uint8) * 255
+    mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST)) > 0
+    out["polyp_area"] = float(mask.mean())
+    out["mask_png_base64"] = _png_base64(mask.astype(np.uint8) * 255)
+    if with_overlay:
+        out["overlay_png_base64"] = _png_base64(overlay(image, mask, (255, 0, 255)))
+    return out
+
+
+def _segment_frame(served: Served, rgb: np.ndarray) -> np.ndarray:
+    """The polyp mask (bool) of one RGB frame, at the frame's own size."""
+    from PIL import Image
+
+    size, (h, w) = served.card["input_size"], rgb.shape[:2]
+    small = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+    proba = deploy.probabilities(served.infer(small), "segmentation")[0]
+    mask = Image.fromarray((proba >= served.card["threshold"]).astype(np.uint8)).resize((w, h), Image.NEAREST)
+    return np.asarray(mask) > 0
+
+
+def _draw_video(served: Served, source, target: Path, max_frames: int) -> tuple[list[float], float]:
+    """Decode `source`'s first video stream, draw each frame's mask, encode H.264 to `target`; per-frame areas."""
+    import av
+
+    from .eda import overlay
+    from .progress import progress
+
+    stream = source.streams.video[0]
+    fps = float(stream.average_rate or 25)
+    areas: list[float] = []
+    with av.open(str(target), mode="w", format="mp4", options={"movflags": "+faststart"}) as sink:
+        encoder = None
+        for frame in progress(source.decode(stream), desc="video frames", total=stream.frames or None):
+            if len(areas) >= max_frames:
+                raise ServeError("too_large", f"the video has more than {max_frames} frames")
+            rgb = frame.to_ndarray(format="rgb24")
+            if encoder is None:
+                encoder = sink.add_stream("libx264", rate=round(fps))
+                h, w = rgb.shape[:2]
+                encoder.width, encoder.height = w - w % 2, h - h % 2  # yuv420p needs even sides
+                encoder.pix_fmt, encoder.options = "yuv420p", {"crf": "23", "preset": "veryfast"}
+            mask = _segment_frame(served, rgb)
+            areas.append(float(mask.mean()))
+            drawn = np.ascontiguousarray(overlay(rgb, mask, (255, 0, 255))[: encoder.height, : encoder.width])
+            sink.mux(encoder.encode(av.VideoFrame.from_ndarray(drawn, format="rgb24")))
+        if encoder is None:
+            raise ServeError("unsupported_video", "the video has no frames")
+        sink.mux(encoder.encode(None))
+    return areas, fps
+
+
+def predict_video(
+    served: Served, data: bytes, max_frames: int = MAX_VIDEO_FRAMES, max_seconds: float = MAX_VIDEO_SECONDS
+) -> tuple[bytes, dict]:
+    """A video's frames through a segmenter, the mask drawn onto each; returns H.264 MP4 bytes and per-frame areas.
+
+    Decoded with PyAV (FFmpeg) from memory. H.264 in yuv420p with the index at
+    the front ("faststart", which rewrites the file: it is written in a
+    private temporary folder, removed on return) is what browsers play.
+    """
+    import av
+
+    if served.card["task"] != "segmentation":
+        raise ServeError("invalid_request", f"{served.name} is a classifier: a video needs a segmentation model")
+    if not data:
+        raise ServeError("empty_input", "the upload is empty (0 bytes)")
+    try:
+        source = av.open(io.BytesIO(data), mode="r")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise ServeError("unsupported_video", f"not a video FFmpeg can read ({exc})") from None
+    with source, tempfile.TemporaryDirectory(prefix="course-video-") as tmp:
+        containers = set(source.format.name.split(","))
+        if not containers & VIDEO_CONTAINERS:
+            raise ServeError(
+                "unsupported_video", f"a {source.format.long_name} file is not a video (mp4, mov, avi, webm)"
+            )
+        if not source.streams.video:
+            raise ServeError("unsupported_video", "the file has no video stream")
+        stream = source.streams.video[0]
+        seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else 0.0
+        if seconds > max_seconds or (stream.frames or 0) > max_frames:
+            raise ServeError(
+                "too_large",
+                f"the video is {seconds:.1f} s / {stream.frames} frames; the limits are {max_seconds:g} s and "
+                f"{max_frames} frames",
+            )
+        target = Path(tmp) / "out.mp4"
+        try:
+            areas, fps = _draw_video(served, source, target, max_frames)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise ServeError("unsupported_video", f"the video could not be decoded ({exc})") from None
+        mp4 = target.read_bytes()
+    return mp4, {"model": served.name, "frames": len(areas), "fps": fps, "polyp_areas": areas}
+
+
+def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
+    """The FastAPI app: the API under /v1, /health, OpenAPI at /docs and the upload page at /."""
+    app = FastAPI(
+        title="Colonoscopy course model server",
+        description="Notebook 06's OpenVINO models over HTTP. Every error is "
+        '`{"error": {"code": ..., "message": ...}}`; the codes: '
+        + ", ".join(f"`{c}` ({s})" for c, s in ERRORS.items()),
+    )
+
+    def error(code: str, message: str) -> JSONResponse:
+        return JSONResponse({"error": {"code": code, "message": message}}, status_code=ERRORS[code])
+
+    @app.exception_handler(ServeError)
+    async def _refused(_: Request, exc: ServeError):
+        return error(exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError):
+        return error("invalid_request", str(exc.errors())[:500])
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException):
+        if exc.status_code == 404:
+            return error("not_found", "no such endpoint (see /docs)")
+        return JSONResponse({"error": {"code": "http_error", "message": str(exc.detail)}}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception):
+        return error("internal_error", f"{type(exc).__name__}: the server could not handle this request")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "models": list(models)}
+
+    @app.get("/v1/models")
+    def list_models() -> dict:
+        return {"models": [m.describe() for m in models.values()]}
+
+    def pick(name: Any) -> Served:
+        if name in (None, ""):
+            return next(iter(models.values()))
+        if name not in models:
+            raise ServeError("unknown_model", f"no model named {str(name)[:100]!r}; served: {', '.join(models)}")
+        return models[name]
+
+    @app.post(
+        "/v1/predict",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}, "model": {"type": "string"}},
+                            "required": ["file"],
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"image_base64": {"type": "string"}, "model": {"type": "string"}},
+                            "required": ["image_base64"],
+                        }
+                    },
+                },
+                "required": True,
+            }
+        },
+    )
+    async def predict_image(request: Request, overlay: bool = False) -> dict:
+        """One image (multipart field `file`, or JSON `image_base64`); `?overlay=true` adds the overlay PNG."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if int(request.headers.get("content-length") or 0) > max_bytes * 4 // 3 + 4096:
+            raise ServeError("too_large", f"the request is over the limit of {max_bytes / 1e6:g} MB")
+        if kind == "multipart/form-data":
+            form = await request.form()
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ServeError("empty_input", "no file in the multipart field 'file'")
+            data = await upload.read(max_bytes + 1)
+            name = form.get("model")
+        elif kind == "application/json":
+            try:
+                body = await request.json()
+            except ValueError:
+                raise ServeError("invalid_request", "the body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise ServeError("invalid_request", 'the JSON body must be an object {"image_base64": ...}')
+            data, name = decode_base64(body.get("image_base64"), max_bytes), body.get("model")
+        elif not kind:
+            raise ServeError("empty_input", "no body: send a multipart field 'file' or JSON with image_base64")
+        else:
+            raise ServeError("unsupported_media_type", f"{kind[:80]}: send multipart/form-data or application/json")
+        if len(data) > max_bytes:
+            raise ServeError("too_large", f"the image is over the limit of {max_bytes / 1e6:g} MB")
+        served = pick(name)
+        image, note = decode_image(data, max_pixels)
+        result = await run_in_threadpool(predict, served, image, overlay)
+        return {**result, "note": note}
+
+    @app.post(
+        "/v1/predict-video",
+        response_class=Response,
+        responses={200: {"content": {"video/mp4": {}}, "description": "the video with the mask drawn on every frame"}},
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}, "model": {"type": "string"}},
+                            "required": ["file"],
+                        }
+                    }
+                },
+                "required": True,
+            }
+        },
+    )
+    async def predict_video_upload(request: Request, response: str = "video"):
+        """A video (mp4/avi/mov) in the multipart field `file`: back as H.264 MP4 with the mask on every frame
+        (`?response=json`: JSON with the per-frame polyp areas and the MP4 as base64)."""
+        if int(request.headers.get("content-length") or 0) > MAX_VIDEO_BYTES + 4096:
+            raise ServeError("too_large", f"the request is over the limit of {MAX_VIDEO_BYTES / 1e6:g} MB")
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
+            raise ServeError("unsupported_media_type", "send the video as multipart/form-data, field 'file'")
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ServeError("empty_input", "no file in the multipart field 'file'")
+        data = await upload.read(MAX_VIDEO_BYTES + 1)
+        if len(data) > MAX_VIDEO_BYTES:
+            raise ServeError("too_large", f"the video is over the limit of {MAX_VIDEO_BYTES / 1e6:g} MB")
+        name = form.get("model") or next((n for n, m in models.items() if m.card["task"] == "segmentation"), None)
+        if name is None:
+            raise ServeError("unknown_model", "no segmentation model is served: a video needs one")
+        mp4, info = await run_in_threadpool(predict_video, pick(name), data)
+        if response == "json":
+            return JSONResponse({**info, "video_mp4_base64": base64.b64encode(mp4).decode("ascii")})
+        headers = {"X-Frames": str(info["frames"]), "X-Polyp-Area-Mean": f"{np.mean(info['polyp_areas']):.4f}"}
+        return Response(mp4, media_type="video/mp4", headers=headers)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return PAGE
+
+    return app
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Polyp model server</title>
+<style>body{font-family:sans-serif;margin:2em;max-width:60em} figure{display:inline-block;margin:0 1em 0 0}
+img{max-width:26em;border:1px solid #ccc} #error{color:#b00}</style></head>
+<body><h1>Polyp model server</h1>
+<p>Upload a colonoscopy frame: the served model's answer appears beside it. API: <a href="/docs">/docs</a>.</p>
+<p><label>Image: <input type="file" id="image-input" accept="image/*"></label>
+<label>Video: <input type="file" id="video-input" accept="video/*,.mp4,.avi,.mov"></label></p>
+<p id="status"></p><p id="error"></p>
+<figure><img id="original" alt=""><figcaption>original</figcaption></figure>
+<figure><img id="overlay" alt=""><figcaption id="result">prediction</figcaption></figure>
+<figure><video id="video-result" controls muted></video><figcaption id="video-caption">video</figcaption></figure>
+<script>
+document.getElementById("image-input").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  const status = document.getElementById("status"), error = document.getElementById("error");
+  status.textContent = "predicting…"; error.textContent = "";
+  document.getElementById("original").src = URL.createObjectURL(file);
+  const body = new FormData();
+  body.append("file", file);
+  const response = await fetch("/v1/predict?overlay=true", {method: "POST", body});
+  const json = await response.json();
+  status.textContent = "";
+  if (!response.ok) { error.textContent = json.error.code + ": " + json.error.message; return; }
+  const overlay = document.getElementById("overlay"), result = document.getElementById("result");
+  if (json.task === "segmentation") {
+    overlay.src = "data:image/png;base64," + json.overlay_png_base64;
+    result.textContent = "polyp area: " + (100 * json.polyp_area).toFixed(1) + "% of the frame";
+  } else {
+    overlay.src = URL.createObjectURL(file);
+    result.textContent = json.class + " (" + (100 * json.probabilities[json.class]).toFixed(1) + "%)";
+  }
+});
+document.getElementById("video-input").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  const status = document.getElementById("status"), error = document.getElementById("error");
+  status.textContent = "processing every frame of the video… (a few frames per second on a laptop CPU)";
+  error.textContent = "";
+  const body = new FormData();
+  body.append("file", file);
+  const response = await fetch("/v1/predict-video", {method: "POST", body});
+  status.textContent = "";
+  if (!response.ok) {
+    const json = await response.json();
+    error.textContent = json.error.code + ": " + json.error.message;
+    return;
+  }
+  const video = document.getElementById("video-result");
+  video.src = URL.createObjectURL(await response.blob());
+  document.getElementById("video-caption").textContent = response.headers.get("X-Frames") + " frames, mean polyp area "
+    + (100 * parseFloat(response.headers.get("X-Polyp-Area-Mean"))).toFixed(1) + "%";
+});
+</script></body></html>
+"""

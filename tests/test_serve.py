@@ -1,0 +1,199 @@
+"""The model server: every endpoint, every error code, the image conversions, and shared models under
+concurrent requests (FastAPI's test client; no socket is opened)."""
+
+import base64
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from test_deploy import SIZE, TinyClassifier, TinySegmenter, _frames
+
+from helpers import deploy, serve
+from helpers.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def irs(tmp_path_factory):
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("ir")
+    made = {}
+    for name, model, task, classes in (
+        ("classifier", TinyClassifier(), "classification", ["normal", "polyp", "dyed"]),
+        ("segmenter", TinySegmenter(), "segmentation", ["background", "polyp"]),
+    ):
+        card = deploy.card(task, classes, SIZE, "tiny", "test")
+        made[name] = deploy.export(model.eval(), card, out, name, calibration=_frames(4), precisions=("FP32",))["FP32"]
+    return made
+
+
+@pytest.fixture(scope="module")
+def client(irs):
+    models = serve.load_models([irs["segmenter"], irs["classifier"]], threads=1)
+    return TestClient(serve.create_app(models, max_bytes=200_000, max_pixels=1_000_000))
+
+
+def _png(array):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")  # the array's shape and dtype choose the mode
+    return buf.getvalue()
+
+
+def _error(response, status, code):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code and body["error"]["message"]
+    return body["error"]["message"]
+
+
+FRAME = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+
+
+def test_health_models_and_the_page(client, irs):
+    assert client.get("/health").json() == {"status": "ok", "models": ["segmenter_fp32", "classifier_fp32"]}
+    models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert models["classifier_fp32"]["task"] == "classification" and models["classifier_fp32"]["classes"][0] == "normal"
+    assert models["segmenter_fp32"]["input_size"] == SIZE and models["segmenter_fp32"]["precision"] == "FP32"
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="overlay"' in page.text and "/v1/predict" in page.text
+    assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_segmentation_by_multipart_returns_the_mask_at_the_frames_own_size(client):
+    r = client.post("/v1/predict?overlay=true", files={"file": ("a.png", _png(FRAME), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png_base64"]))))
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"])))
+    assert mask.shape == (40, 50) and set(np.unique(mask)) <= {0, 255}
+    assert overlay.size == (50, 40) and body["polyp_area"] == pytest.approx((mask > 0).mean())
+    assert body["model"] == "segmenter_fp32" and body["note"] == ""
+    assert "overlay_png_base64" not in client.post("/v1/predict", files={"file": ("a.png", _png(FRAME))}).json()
+
+
+def test_classification_by_base64_json_names_its_model(client):
+    payload = {
+        "image_base64": "data:image/png;base64," + base64.b64encode(_png(FRAME)).decode(),
+        "model": "classifier_fp32",
+    }
+    body = client.post("/v1/predict", json=payload).json()
+    assert body["class"] in ("normal", "polyp", "dyed") and sum(body["probabilities"].values()) == pytest.approx(1.0)
+    assert body["probabilities"][body["class"]] == max(body["probabilities"].values())
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.full((30, 30), 90, np.uint8),  # grey
+        np.full((30, 30), 40_000, np.uint16),  # 16-bit grey
+        np.dstack([FRAME[:30, :30], np.full((30, 30), 128, np.uint8)]),  # alpha
+    ],
+)
+def test_grey_16_bit_and_alpha_uploads_are_converted_and_say_so(client, array):
+    body = client.post("/v1/predict", files={"file": ("x.png", _png(array))}).json()
+    assert body["note"].startswith("converted from mode") and body["width"] == 30
+
+
+def test_cmyk_jpeg_is_converted(client):
+    buf = io.BytesIO()
+    Image.fromarray(FRAME).convert("CMYK").save(buf, format="JPEG")
+    assert client.post("/v1/predict", files={"file": ("c.jpg", buf.getvalue())}).json()["note"] == (
+        "converted from mode CMYK to RGB"
+    )
+
+
+def test_every_error_code_and_the_server_keeps_serving(client):
+    png = _png(FRAME)
+    _error(client.post("/v1/predict", files={"file": ("e.png", b"")}), 400, "empty_input")
+    _error(client.post("/v1/predict", json={"image_base64": ""}), 400, "empty_input")
+    _error(client.post("/v1/predict"), 400, "empty_input")
+    _error(client.post("/v1/predict", json={"image_base64": "not base64!!"}), 400, "invalid_base64")
+    text = base64.b64encode(b"hello, not an image").decode()
+    _error(client.post("/v1/predict", json={"image_base64": text}), 415, "not_an_image")
+    _error(client.post("/v1/predict", files={"file": ("t.png", png[: len(png) // 2])}), 422, "corrupt_image")
+    _error(client.post("/v1/predict", files={"file": ("big.bin", b"\0" * 300_000)}), 413, "too_large")
+    huge = _png(np.zeros((1200, 1000, 3), np.uint8))  # 1.2 MP: over this server's 1 MP, small as a PNG
+    assert "MP" in _error(client.post("/v1/predict", files={"file": ("h.png", huge)}), 413, "too_large")
+    _error(client.post("/v1/predict", files={"file": ("a.png", png)}, data={"model": "nope"}), 404, "unknown_model")
+    _error(
+        client.post("/v1/predict", content=b"abc", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
+    _error(
+        client.post("/v1/predict", content=b"{oops", headers={"content-type": "application/json"}),
+        400,
+        "invalid_request",
+    )
+    _error(client.post("/v1/predict", json=["a list"]), 400, "invalid_request")
+    _error(client.get("/v2/nothing"), 404, "not_found")
+    assert client.post("/v1/predict", files={"file": ("a.png", png)}).status_code == 200  # still serving
+
+
+def test_concurrent_requests_share_one_model_and_agree(client):
+    png = _png(FRAME)
+
+    def call(_):
+        return client.post("/v1/predict", files={"file": ("a.png", png)}).json()["mask_png_base64"]
+
+    with ThreadPoolExecutor(8) as pool:
+        masks = list(pool.map(call, range(24)))
+    assert len(set(masks)) == 1  # every request got the same answer from the shared compiled model
+
+
+def test_unservable_models_are_refused_with_exit_2(tmp_path, irs, capsys):
+    with pytest.raises(ValueError, match="expected an OpenVINO IR"):
+        serve.load_models([tmp_path / "missing.xml"])
+    with pytest.raises(ValueError, match="two models named"):
+        serve.load_models([irs["segmenter"], irs["segmenter"]])
+    assert main(["serve", "--model", str(tmp_path / "missing.xml")]) == 2
+    assert "expected an OpenVINO IR" in capsys.readouterr().err
+
+
+def _video(fmt="mp4", codec="libx264", frames=6, size=(48, 32)):
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=fmt) as sink:
+        stream = sink.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            rgb = np.full((size[1], size[0], 3), 40 * i % 256, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                sink.mux(packet)
+        for packet in stream.encode(None):
+            sink.mux(packet)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt, codec, name", [("mp4", "libx264", "clip.mp4"), ("avi", "mpeg4", "clip.avi")])
+def test_video_comes_back_as_h264_mp4_with_every_frame(client, fmt, codec, name):
+    import av
+
+    r = client.post("/v1/predict-video", files={"file": (name, _video(fmt, codec), "video/mp4")})
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["content-type"] == "video/mp4" and r.headers["x-frames"] == "6"
+    with av.open(io.BytesIO(r.content)) as back:
+        stream = back.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert sum(1 for _ in back.decode(stream)) == 6
+    body = client.post("/v1/predict-video?response=json", files={"file": (name, _video(fmt, codec))}).json()
+    assert body["frames"] == 6 and len(body["polyp_areas"]) == 6 and all(0 <= a <= 1 for a in body["polyp_areas"])
+    assert base64.b64decode(body["video_mp4_base64"])[4:8] == b"ftyp"  # an MP4 file
+
+
+def test_video_errors(client, irs):
+    _error(client.post("/v1/predict-video", files={"file": ("v.mp4", b"")}), 400, "empty_input")
+    _error(client.post("/v1/predict-video", files={"file": ("v.mp4", b"no video here" * 50)}), 415, "unsupported_video")
+    _error(client.post("/v1/predict-video", files={"file": ("a.png", _png(FRAME))}), 415, "unsupported_video")
+    _error(client.post("/v1/predict-video", json={"video": "x"}), 415, "unsupported_media_type")
+    request = {"files": {"file": ("v.mp4", _video())}, "data": {"model": "classifier_fp32"}}
+    _error(client.post("/v1/predict-video", **request), 400, "invalid_request")
+    segmenter = serve.load_models([irs["segmenter"]], threads=1)["segmenter_fp32"]
+    with pytest.raises(serve.ServeError) as refused:
+        serve.predict_video(segmenter, _video(frames=5), max_frames=3)
+    assert refused.value.code == "too_large" and refused.value.status == 413
+    assert client.post("/v1/predict-video", files={"file": ("v.mp4", _video())}).status_code == 200  # still serving
