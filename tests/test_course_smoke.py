@@ -220,6 +220,13 @@ def _check_deploy_outputs(dep, models):
     assert (demo["status"] == "error").sum() == 3 and (demo["status"] == "ok").sum() >= 3
     assert "Data: " in (dep / "deployment.md").read_text()
     assert (dep / "benchmark.png").stat().st_size > 5_000
+    from helpers import serve
+
+    refused = pd.read_csv(dep / "serve_errors.csv")  # notebook 06 called the running server with each bad input
+    assert list(refused["code"]) == list(refused["bad input"]) == list(serve.bad_requests(b"").keys())
+    assert [serve.ERRORS[c] for c in refused["code"]] == list(refused["status"])
+    load = pd.read_csv(dep / "serve_load.csv")
+    assert set(load["mode"]) == {"in process", "HTTP"} and (load["errors"] == 0).all() and (load["requests"] > 0).all()
 
 
 @pytest.mark.notebooks

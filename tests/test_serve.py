@@ -197,3 +197,22 @@ def test_video_errors(client, irs):
         serve.predict_video(segmenter, _video(frames=5), max_frames=3)
     assert refused.value.code == "too_large" and refused.value.status == 413
     assert client.post("/v1/predict-video", files={"file": ("v.mp4", _video())}).status_code == 200  # still serving
+
+
+def test_the_bad_request_catalogue_gets_each_its_code(client):
+    """The catalogue notebook 06 shows: each request gets the code it is named by (and the documented status)."""
+    for code, (endpoint, kwargs) in serve.bad_requests(_png(FRAME)).items():
+        if code == "too_large":
+            continue  # this client's limit is smaller than the default one the catalogue is sized for
+        _error(client.post(endpoint, **kwargs), serve.ERRORS[code], code)
+
+
+def test_background_server_answers_and_stops(irs):
+    import httpx
+
+    with serve.background([irs["segmenter"]], threads=1) as (url, process):
+        assert httpx.get(url + "/health").json()["models"] == ["segmenter_fp32"]
+        refused = serve.send_bad_requests(url, _png(FRAME))  # the real default limits, over a real socket
+        assert list(refused["code"]) == list(refused["bad input"])
+        assert list(refused["status"]) == [serve.ERRORS[c] for c in refused["code"]]
+    assert process.poll() is not None  # stopped on leaving the block

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -65,6 +66,111 @@ def to_input(images: np.ndarray, model_card: dict) -> np.ndarray:
     x = images.astype(np.float32) / 255.0
     x = (x - np.array(model_card["mean"], np.float32)) / np.array(model_card["std"], np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def models_to_deploy(tasks: list[str], kd_dir: Path, seg_dir: Path, image_size: int) -> tuple[dict, dict]:
+    """Notebook 03's student chosen on validation and its teacher, notebook 04's chosen segmenter, with their cards.
+
+    Read from the indexes those notebooks wrote (`classify.save_students`,
+    the segmentation models' index.json); returns (models, cards) by name.
+    """
+    from . import classify, segment
+
+    models, cards = {}, {}
+    if "classification" in tasks:
+        index = read_json(Path(kd_dir) / "students" / "index.json")
+        best, teacher = index["best"], read_json(Path(kd_dir) / "teacher.json")
+        models["student"], models["teacher"] = classify.load_saved(kd_dir, best), classify.load_saved(kd_dir)
+        for name, arch, source in (
+            ("student", index["checkpoints"][best]["model"], best),
+            ("teacher", teacher["model"], "teacher"),
+        ):
+            cards[name] = card("classification", index["classes"], image_size, arch, f"03_kd/{source}.pt")
+    if "segmentation" in tasks:
+        index = read_json(Path(seg_dir) / "index.json")
+        entry = index["checkpoints"][index["best"]]
+        models["segmenter"] = segment.load_model(seg_dir, index["best"])
+        cards["segmenter"] = card(
+            "segmentation",
+            ["background", "polyp"],
+            image_size,
+            f"{entry['arch']}/{entry['encoder']}",
+            f"04_seg/models/{index['best']}.pt",
+        )
+    return models, cards
+
+
+def deployment_frames(
+    task: str,
+    profile: str,
+    reports_root: str,
+    image_size: int,
+    calibration_frames: int,
+    rng: np.random.Generator,
+    classes: list[str] | None = None,
+) -> dict:
+    """What a deployed model meets: `calibration_frames` train frames (INT8 ranges), the validation frames (INT8's
+    agreement check), the test frames, their files and their labels (class indices or masks)."""
+    from .data import load_split
+
+    train, _ = load_split(task, "train", profile, reports_root, image_size)
+    test, rows = load_split(task, "test", profile, reports_root, image_size)
+    val, _ = load_split(task, "val", profile, reports_root, image_size)
+    pick = rng.choice(len(train.images), min(calibration_frames, len(train.images)), replace=False)
+    labels = np.array([classes.index(c) for c in rows["label"]]) if task == "classification" else test.masks
+    return {
+        "calibration": train.images[pick],
+        "validation": val.images,
+        "test": test.images,
+        "test_files": [str(s.image) for s in test.samples],
+        "labels": labels,
+    }
+
+
+def accuracy_by_precision(
+    models: dict[str, nn.Module],
+    cards: dict[str, dict],
+    irs: dict[str, dict[str, Path]],
+    frames: dict[str, dict],
+    measured: dict[tuple[str, str], str],
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """Every model on every test frame in PyTorch and in each IR: parity (max |logit difference| to PyTorch), the
+    test metrics, the change against PyTorch, and for classifiers how many predictions changed."""
+    from . import classify, segment
+
+    rows = []
+    for name, model_card in cards.items():
+        task, f = model_card["task"], frames[model_card["task"]]
+        reference = extract_features(models[name], f["test"], desc=f"{name} PyTorch")
+        runs = {"PyTorch FP32": reference}
+        runs |= {
+            f"OpenVINO {p}": infer(compile_ir(xml, threads), f["test"], model_card) for p, xml in irs[name].items()
+        }
+        for runtime, logits in runs.items():
+            proba = probabilities(logits, task)
+            if task == "classification":
+                m = classify.metrics(f["labels"], proba, model_card["classes"])
+                changed = int((proba.argmax(1) != probabilities(reference, task).argmax(1)).sum())
+                scores = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "predictions changed": changed}
+            else:
+                per_image = segment.per_image_metrics(proba >= model_card["threshold"], f["labels"])
+                scores = {"dice": per_image["dice"].mean(), "iou": per_image["iou"].mean()}
+            rows.append(
+                {
+                    "model": name,
+                    "task": task,
+                    "runtime": runtime,
+                    "measured precision": measured.get((name, runtime), "FP32"),
+                    "max_abs_logit_diff": float(np.abs(logits - reference).max()),
+                    **scores,
+                }
+            )
+    table = pd.DataFrame(rows)
+    for metric in ("accuracy", "macro_f1", "dice", "iou"):
+        if metric in table:
+            table[f"{metric} change"] = table[metric] - table.groupby("model")[metric].transform("first")
+    return table
 
 
 def _convert(model: nn.Module, size: int):

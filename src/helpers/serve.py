@@ -16,11 +16,13 @@ import binascii
 import io
 import queue
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -271,6 +273,156 @@ def predict_video(
             raise ServeError("unsupported_video", f"the video could not be decoded ({exc})") from None
         mp4 = target.read_bytes()
     return mp4, {"model": served.name, "frames": len(areas), "fps": fps, "polyp_areas": areas}
+
+
+def load_test(call, clients: int, seconds: float) -> dict:
+    """Run `call(state)` (True on success) in `clients` threads for `seconds`: requests/s, p50/p99 ms, errors.
+
+    Each thread keeps its own `state` dict (e.g. an HTTP client with its
+    keep-alive connection). The same harness times the model in process and
+    over HTTP (benchmarks/serve_load.py, notebook 06).
+    """
+    import threading
+    import time
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def worker() -> None:
+        mine, bad, state = [], 0, {}
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            ok = call(state)
+            mine.append(time.perf_counter() - start)
+            bad += not ok
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    ms = np.array(latencies) * 1000
+    return {
+        "clients": clients,
+        "requests_per_s": len(ms) / wall,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "requests": len(ms),
+        "errors": errors[0],
+    }
+
+
+def http_vs_in_process(url: str, served: Served, png: bytes, clients: list[int], seconds: float) -> pd.DataFrame:
+    """The same frame through the same model, called in process and over HTTP, at each client count.
+
+    In process, a call is what the endpoint does (decode, resize, infer, mask
+    PNG); over HTTP it adds the request, the multipart parsing and the JSON.
+    """
+    import httpx
+
+    def in_process(_state: dict) -> bool:
+        image, _ = decode_image(png)
+        return "task" in predict(served, image)
+
+    def over_http(state: dict) -> bool:
+        client = state.setdefault("client", httpx.Client(timeout=60))
+        r = client.post(url + "/v1/predict", files={"file": ("frame.png", png)}, data={"model": served.name})
+        return r.status_code == 200
+
+    in_process({}), over_http({})  # warm-up: first inference, first connection
+    rows = [
+        {"mode": mode, **load_test(call, n, seconds)}
+        for n in clients
+        for mode, call in (("in process", in_process), ("HTTP", over_http))
+    ]
+    table = pd.DataFrame(rows)
+    table["HTTP / in process"] = table["requests_per_s"] / table.groupby("clients")["requests_per_s"].transform("first")
+    return table
+
+
+@contextmanager
+def background(xmls: list[Path], threads: int | None = None, timeout: float = 60.0):
+    """Start `python -m helpers serve` as a separate process on a free local port; yield (url, process); stop it.
+
+    The notebook and the benchmark talk to a real server this way, as any
+    client would; the server is always stopped, even when the caller fails.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "helpers", "serve", "--port", str(port)]
+    command += [a for xml in xmls for a in ("--model", str(xml))] + (["--threads", str(threads)] if threads else [])
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server stopped (exit {process.returncode}): {process.stderr.read()[-500:]}")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer /health within {timeout:g} s")
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def bad_requests(png: bytes) -> dict[str, tuple[str, dict]]:
+    """One request per kind of bad input, named by the error code it must get: (endpoint, httpx keyword arguments)."""
+    image = "/v1/predict"
+    return {
+        "empty_input": (image, {"files": {"file": ("empty.png", b"")}}),
+        "invalid_base64": (image, {"json": {"image_base64": "this is not base64!"}}),
+        "not_an_image": (image, {"json": {"image_base64": base64.b64encode(b"plain text, not an image").decode()}}),
+        "corrupt_image": (image, {"files": {"file": ("truncated.png", png[: len(png) // 2])}}),
+        "too_large": (image, {"files": {"file": ("huge.bin", b"\0" * (MAX_BYTES + 1))}}),
+        "unknown_model": (image, {"files": {"file": ("frame.png", png)}, "data": {"model": "no-such-model"}}),
+        "unsupported_media_type": (image, {"content": b"hello", "headers": {"content-type": "text/plain"}}),
+        "unsupported_video": ("/v1/predict-video", {"files": {"file": ("clip.mp4", b"not a video at all" * 20)}}),
+    }
+
+
+def send_bad_requests(url: str, png: bytes) -> pd.DataFrame:
+    """Send every request of `bad_requests` to a running server; what came back (status, code, message) per input."""
+    import httpx
+
+    rows = []
+    for code, (endpoint, request) in bad_requests(png).items():
+        r = httpx.post(url + endpoint, timeout=60, **request)
+        error = r.json().get("error", {})
+        rows.append(
+            {
+                "bad input": code,
+                "endpoint": endpoint,
+                "status": r.status_code,
+                "code": error.get("code"),
+                "message": str(error.get("message"))[:90],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
