@@ -60,7 +60,8 @@ def test_verdict_claims_a_gain_only_outside_the_spread():
     def table(ssl_f1, ssl_std):
         return ssl.compare({"SimCLR": draws([ssl_f1 - ssl_std, ssl_f1 + ssl_std]), "random init": draws([0.5, 0.5])})
 
-    assert ssl.verdict(table(0.7, 0.01))["verdict"] == "beats"
-    assert ssl.verdict(table(0.52, 0.1))["verdict"] == "does not clearly beat"
-    assert ssl.verdict(table(0.4, 0.01))["verdict"] == "does not beat"
-    assert "**beats**" in ssl.verdict(table(0.7, 0.01))["text"]
+    assert ssl.verdict(table(0.7, 0.01))["outcome"] == "better"
+    assert ssl.verdict(table(0.52, 0.1))["outcome"] == "tie_above"
+    assert ssl.verdict(table(0.4, 0.01))["outcome"] == "worse"
+    assert "**is better than** random initialisation" in ssl.verdict(table(0.7, 0.01))["text"]
+    assert "within the spread over label draws" in ssl.verdict(table(0.52, 0.1))["verdict"]  # the one wording

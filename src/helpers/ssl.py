@@ -187,29 +187,29 @@ def compare(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def verdict(table: pd.DataFrame, method: str = "linear probe") -> dict:
-    """SSL vs random init at the smallest label budget, judged against the spread over label draws.
+    """SSL vs random init at the smallest label budget, by the course's one rule (`tables.compare`).
 
-    "beats" only when the mean gain exceeds the larger of the two standard
-    deviations: a gain inside the noise of one lucky draw is not claimed.
+    A gain counts only beyond the larger standard deviation over label draws:
+    a gain inside the noise of one lucky draw is not claimed.
     """
+    from . import tables
+
     fraction = table["label_fraction"].min()
     small = table[(table["label_fraction"] == fraction) & (table["method"] == method)].set_index("encoder")
     ssl_f1, rand_f1 = small.loc["SimCLR", "macro_f1_mean"], small.loc["random init", "macro_f1_mean"]
-    gain, spread = ssl_f1 - rand_f1, float(small["macro_f1_std"].max())
-    word = "beats" if gain > spread else ("does not clearly beat" if gain > 0 else "does not beat")
+    ssl_std, rand_std = small.loc["SimCLR", "macro_f1_std"], small.loc["random init", "macro_f1_std"]
+    judged = tables.compare(ssl_f1, ssl_std, rand_f1, rand_std, spread_of="over label draws")
     text = (
         f"With {fraction:.0%} of the labels ({int(small['labels'].iloc[0])} frames), the {method} on SimCLR features "
-        f"reaches macro F1 {ssl_f1:.3f} ± {small.loc['SimCLR', 'macro_f1_std']:.3f} vs {rand_f1:.3f} ± "
-        f"{small.loc['random init', 'macro_f1_std']:.3f} for random init: pretraining **{word}** random "
-        f"initialisation (difference {gain:+.3f}, largest spread over draws {spread:.3f})."
+        f"reaches macro F1 {ssl_f1:.3f} ± {ssl_std:.3f} vs {rand_f1:.3f} ± {rand_std:.3f} for random init: "
+        f"pretraining **{judged['words']}** random initialisation (difference {judged['gain']:+.3f})."
     )
     return {
         "label_fraction": float(fraction),
         "ssl_f1": float(ssl_f1),
         "random_f1": float(rand_f1),
-        "gain": float(gain),
-        "spread": spread,
-        "verdict": word,
+        **judged,
+        "verdict": judged["words"],
         "text": text,
     }
 
