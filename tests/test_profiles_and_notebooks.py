@@ -63,3 +63,15 @@ def test_unknown_profile_names_the_valid_ones():
 def test_paths_come_from_one_place(tmp_path):
     assert paths.stage_dir("smoke", "01_eda", tmp_path) == tmp_path.resolve() / "smoke" / "01_eda"
     assert paths.synthetic_root("cpu") == paths.repo_root() / "data" / "synthetic" / "cpu"
+
+
+def test_profiles_change_only_settings_the_cpu_profile_has():
+    from helpers import profiles
+
+    with pytest.raises(KeyError, match="03_knowledge_distillation.student_epoch"):
+        profiles._changed(**{"03_knowledge_distillation": {"student_epoch": 3}})  # a typo must not pass silently
+    smoke = profiles.PROFILES["smoke"].notebook_params["03_knowledge_distillation"]
+    assert (
+        smoke["student_epochs"] == 1
+        and smoke["students"] == profiles.CPU_NOTEBOOKS["03_knowledge_distillation"]["students"]
+    )

@@ -65,6 +65,79 @@ class Profile:
         return asdict(self)
 
 
+# The `cpu` profile's per-notebook settings: the base every profile starts from (and the defaults written in
+# each notebook's `parameters` cell). `smoke` and `full` list only what they change.
+CPU_NOTEBOOKS: dict[str, dict[str, Any]] = {
+    # ResNet-18, not the ResNet-50 of `full`: ~4x faster on 2 cores, so pretraining fits in ~3 minutes.
+    "02_contrastive_pretraining": {
+        "ssl_encoder": "resnet18",
+        "ssl_epochs": 15,
+        "ssl_lr": 2e-3,
+        "ssl_batch_size": 64,
+        "temperature": 0.5,
+        "label_fractions": [0.1, 1.0],
+        "probe_repeats": 5,
+    },
+    # Teacher: notebook 02's ResNet-18 (11.2 M parameters); students ResNet-10t (4.9 M) and MobileNetV3-small
+    # (1.5 M), so the teacher is larger than every student. Teachers get a longer budget than each student:
+    # two are trained (one per label budget), students 2 x 2 x 10 times each.
+    "03_knowledge_distillation": {
+        "teacher_epochs": 25,
+        "teacher_lr": 1e-3,
+        "students": ["resnet10t", "mobilenetv3_small_100"],
+        "label_budgets": [0.1, 1.0],
+        "student_epochs": 8,
+        "student_lr": 1e-3,
+        "temperatures": [1.0, 4.0],
+        "alpha": 0.7,
+        "student_seeds": [0, 1, 2],
+        "class_weighted": True,
+        "latency_repeats": 30,
+        "cam_max_reduction": 8,
+        "cam_examples": 6,
+    },
+    # U-Net: 5 rows; DeepLabV3+: both ends; SSL init of each best row; 2 seeds: 18 runs of ~45 s at 64 px.
+    # Batch 8 chosen on validation (U-Net none, seed 0: val Dice 0.744 at batch 8 vs 0.685 at 16, 8 epochs).
+    "04_segmentation_augmentation": {
+        "seg_archs": ["unet", "deeplabv3plus"],
+        "seg_encoder": "resnet18",
+        "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
+        "seg_epochs": 8,
+        "seg_lr": 2e-3,
+        "seg_batch_size": 8,
+        "seg_optimizer": "adamw",
+        "seg_loss": "dice_bce",
+        "seg_seeds": [0, 1],
+        "arch_comparison_rows": ["none", "+ copy-paste"],
+        "overlay_examples": 4,
+    },
+    "05_ensembling": {
+        "ensemble_members": ["deeplabv3plus/resnet18", "unet/resnet18", "fpn/resnet18"],
+        "fail_below": 0.5,
+        "latency_repeats": 20,
+    },
+    "06_openvino_deployment": {
+        "calibration_frames": 128,
+        "bench_repeats": 50,
+        "async_requests": 4,
+        "async_frames": 200,
+        "benchmark_app_seconds": 5,
+        "parity_tolerance": 1e-3,
+        "int8_max_drop": 0.01,
+        "serve_clients": [1, 4, 16],
+        "serve_seconds": 3,
+    },
+}
+
+
+def _changed(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The cpu notebook settings with `changes` (notebook stem -> the settings it changes) applied."""
+    unknown = {f"{nb}.{k}" for nb, c in changes.items() for k in c if k not in CPU_NOTEBOOKS.get(nb, {})}
+    if unknown:
+        raise KeyError(f"profile changes settings the cpu profile does not have: {sorted(unknown)}")
+    return {nb: {**params, **changes.get(nb, {})} for nb, params in CPU_NOTEBOOKS.items()}
+
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -77,61 +150,34 @@ PROFILES: dict[str, Profile] = {
         test_fraction=0.2,
         synthetic=SyntheticSpec(per_class=20, seg_pairs=24, unlabeled=24, min_side=96, max_side=128),
         threads=2,
-        notebook_params={
-            "02_contrastive_pretraining": {
-                "ssl_encoder": "resnet18",
-                "ssl_epochs": 1,
-                "ssl_lr": 2e-3,
-                "ssl_batch_size": 16,
-                "temperature": 0.5,
-                "label_fractions": [0.25, 1.0],
-                "probe_repeats": 2,
-            },
-            "03_knowledge_distillation": {
-                "teacher_epochs": 1,
-                "teacher_lr": 1e-3,
-                "students": ["resnet10t", "mobilenetv3_small_100"],
-                "label_budgets": [0.25, 1.0],
-                "student_epochs": 1,
-                "student_lr": 1e-3,
-                "temperatures": [1.0, 4.0],
-                "alpha": 0.7,
-                "student_seeds": [0, 1],
-                "class_weighted": True,
-                "latency_repeats": 3,
-                "cam_max_reduction": 8,
-                "cam_examples": 4,
-            },
-            "04_segmentation_augmentation": {
-                "seg_archs": ["unet", "deeplabv3plus"],
-                "seg_encoder": "resnet18",
-                "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
-                "seg_epochs": 1,
-                "seg_lr": 2e-3,
-                "seg_batch_size": 8,
-                "seg_optimizer": "adamw",
-                "seg_loss": "dice_bce",
-                "seg_seeds": [0],
-                "arch_comparison_rows": ["none", "+ copy-paste"],
-                "overlay_examples": 3,
-            },
-            "05_ensembling": {
-                "ensemble_members": ["deeplabv3plus/resnet18", "unet/resnet18", "fpn/resnet18"],
-                "fail_below": 0.5,
-                "latency_repeats": 3,
-            },
-            "06_openvino_deployment": {
-                "calibration_frames": 16,
-                "bench_repeats": 5,
-                "async_requests": 4,
-                "async_frames": 20,
-                "benchmark_app_seconds": 1,
-                "parity_tolerance": 1e-3,
-                "int8_max_drop": 0.01,
-                "serve_clients": [1, 4],
-                "serve_seconds": 1,
-            },
-        },
+        notebook_params=_changed(
+            **{
+                "02_contrastive_pretraining": {
+                    "ssl_epochs": 1,
+                    "ssl_batch_size": 16,
+                    "label_fractions": [0.25, 1.0],
+                    "probe_repeats": 2,
+                },
+                "03_knowledge_distillation": {
+                    "teacher_epochs": 1,
+                    "label_budgets": [0.25, 1.0],
+                    "student_epochs": 1,
+                    "student_seeds": [0, 1],
+                    "latency_repeats": 3,
+                    "cam_examples": 4,
+                },
+                "04_segmentation_augmentation": {"seg_epochs": 1, "seg_seeds": [0], "overlay_examples": 3},
+                "05_ensembling": {"latency_repeats": 3},
+                "06_openvino_deployment": {
+                    "calibration_frames": 16,
+                    "bench_repeats": 5,
+                    "async_frames": 20,
+                    "benchmark_app_seconds": 1,
+                    "serve_clients": [1, 4],
+                    "serve_seconds": 1,
+                },
+            }
+        ),
     ),
     "cpu": Profile(
         name="cpu",
@@ -144,67 +190,7 @@ PROFILES: dict[str, Profile] = {
         test_fraction=0.15,
         synthetic=SyntheticSpec(per_class=250, seg_pairs=300, unlabeled=600, min_side=192, max_side=320),
         threads=2,  # the machine the course is sized for; the same count everywhere gives the same sums
-        notebook_params={
-            # ResNet-18, not the ResNet-50 of `full`: ~4x faster on 2 cores, so pretraining fits in ~2 minutes.
-            "02_contrastive_pretraining": {
-                "ssl_encoder": "resnet18",
-                "ssl_epochs": 15,
-                "ssl_lr": 2e-3,
-                "ssl_batch_size": 64,
-                "temperature": 0.5,
-                "label_fractions": [0.1, 1.0],
-                "probe_repeats": 5,
-            },
-            # Teacher: notebook 02's ResNet-18 (11.2 M parameters); students ResNet-10t (4.9 M) and MobileNetV3-small
-            # (1.5 M), so the teacher is larger than every student. Teachers get a longer budget than each student:
-            # two are trained (one per label budget), students 2 x 2 x 10 times each.
-            "03_knowledge_distillation": {
-                "teacher_epochs": 25,
-                "teacher_lr": 1e-3,
-                "students": ["resnet10t", "mobilenetv3_small_100"],
-                "label_budgets": [0.1, 1.0],
-                "student_epochs": 8,
-                "student_lr": 1e-3,
-                "temperatures": [1.0, 4.0],
-                "alpha": 0.7,
-                "student_seeds": [0, 1, 2],
-                "class_weighted": True,
-                "latency_repeats": 30,
-                "cam_max_reduction": 8,
-                "cam_examples": 6,
-            },
-            # U-Net: 5 rows; DeepLabV3+: both ends; SSL init of each best row; 2 seeds: 18 runs of ~45 s at 64 px.
-            # Batch 8 chosen on validation (U-Net none, seed 0: val Dice 0.744 at batch 8 vs 0.685 at 16, 8 epochs).
-            "04_segmentation_augmentation": {
-                "seg_archs": ["unet", "deeplabv3plus"],
-                "seg_encoder": "resnet18",
-                "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
-                "seg_epochs": 8,
-                "seg_lr": 2e-3,
-                "seg_batch_size": 8,
-                "seg_optimizer": "adamw",
-                "seg_loss": "dice_bce",
-                "seg_seeds": [0, 1],
-                "arch_comparison_rows": ["none", "+ copy-paste"],
-                "overlay_examples": 4,
-            },
-            "05_ensembling": {
-                "ensemble_members": ["deeplabv3plus/resnet18", "unet/resnet18", "fpn/resnet18"],
-                "fail_below": 0.5,
-                "latency_repeats": 20,
-            },
-            "06_openvino_deployment": {
-                "calibration_frames": 128,
-                "bench_repeats": 50,
-                "async_requests": 4,
-                "async_frames": 200,
-                "benchmark_app_seconds": 5,
-                "parity_tolerance": 1e-3,
-                "int8_max_drop": 0.01,
-                "serve_clients": [1, 4, 16],
-                "serve_seconds": 3,
-            },
-        },
+        notebook_params=_changed(),
     ),
     "full": Profile(
         name="full",
@@ -217,68 +203,50 @@ PROFILES: dict[str, Profile] = {
         test_fraction=0.1,
         synthetic=SyntheticSpec(per_class=1000, seg_pairs=1000, unlabeled=3000, min_side=332, max_side=1024),
         expects_real_data=True,
-        notebook_params={
-            "02_contrastive_pretraining": {
-                "ssl_encoder": "resnet50",
-                "ssl_epochs": 200,
-                "ssl_lr": 1e-3,
-                "ssl_batch_size": 256,
-                "temperature": 0.5,
-                "label_fractions": [0.1, 1.0],
-                "probe_repeats": 5,
-            },
-            "03_knowledge_distillation": {
-                "teacher_epochs": 60,
-                "teacher_lr": 3e-4,
+        notebook_params=_changed(
+            **{
+                "02_contrastive_pretraining": {
+                    "ssl_encoder": "resnet50",
+                    "ssl_epochs": 200,
+                    "ssl_lr": 1e-3,
+                    "ssl_batch_size": 256,
+                },
                 # The brief's VGG16 (138 M parameters) is larger than the ResNet-50 teacher (25 M): not a student.
-                "students": ["resnet18", "mobilenetv3_small_100"],
-                "label_budgets": [0.1, 1.0],
-                "student_epochs": 60,
-                "student_lr": 1e-3,
-                "temperatures": [1.0, 3.0, 5.0],
-                "alpha": 0.7,
-                "student_seeds": [0, 1, 2],
-                "class_weighted": True,
-                "latency_repeats": 30,
-                "cam_max_reduction": 16,
-                "cam_examples": 6,
-            },
-            # The published setting: SGD 1e-2, batch 8, 60 epochs, IoU (Jaccard) loss; encoder = notebook 02's.
-            "04_segmentation_augmentation": {
-                "seg_archs": ["unet", "deeplabv3plus"],
-                "seg_encoder": "resnet50",
-                "ablation_rows": ["none", "geometric", "+ colour", "+ blur", "+ copy-paste"],
-                "seg_epochs": 60,
-                "seg_lr": 1e-2,
-                "seg_batch_size": 8,
-                "seg_optimizer": "sgd",
-                "seg_loss": "jaccard",
-                "seg_seeds": [0, 1, 2],
-                "arch_comparison_rows": None,  # every architecture trains every row
-                "overlay_examples": 4,
-            },
-            # The brief's lung-STAS ensemble: DeepLabV3+ with three timm encoders, trained here from scratch.
-            "05_ensembling": {
-                "ensemble_members": [
-                    "deeplabv3plus/tf_efficientnet_b6",
-                    "deeplabv3plus/tf_efficientnetv2_m",
-                    "deeplabv3plus/eca_nfnet_l2",
-                ],
-                "fail_below": 0.5,
-                "latency_repeats": 20,
-            },
-            "06_openvino_deployment": {
-                "calibration_frames": 300,
-                "bench_repeats": 100,
-                "async_requests": 4,
-                "async_frames": 500,
-                "benchmark_app_seconds": 10,
-                "parity_tolerance": 1e-3,
-                "int8_max_drop": 0.01,
-                "serve_clients": [1, 4, 16],
-                "serve_seconds": 5,
-            },
-        },
+                "03_knowledge_distillation": {
+                    "teacher_epochs": 60,
+                    "teacher_lr": 3e-4,
+                    "students": ["resnet18", "mobilenetv3_small_100"],
+                    "student_epochs": 60,
+                    "temperatures": [1.0, 3.0, 5.0],
+                    "cam_max_reduction": 16,
+                },
+                # The published setting: SGD 1e-2, batch 8, 60 epochs, IoU (Jaccard) loss; encoder = notebook 02's.
+                "04_segmentation_augmentation": {
+                    "seg_encoder": "resnet50",
+                    "seg_epochs": 60,
+                    "seg_lr": 1e-2,
+                    "seg_optimizer": "sgd",
+                    "seg_loss": "jaccard",
+                    "seg_seeds": [0, 1, 2],
+                    "arch_comparison_rows": None,  # every architecture trains every row
+                },
+                # The brief's lung-STAS ensemble: DeepLabV3+ with three timm encoders, trained here from scratch.
+                "05_ensembling": {
+                    "ensemble_members": [
+                        "deeplabv3plus/tf_efficientnet_b6",
+                        "deeplabv3plus/tf_efficientnetv2_m",
+                        "deeplabv3plus/eca_nfnet_l2",
+                    ]
+                },
+                "06_openvino_deployment": {
+                    "calibration_frames": 300,
+                    "bench_repeats": 100,
+                    "async_frames": 500,
+                    "benchmark_app_seconds": 10,
+                    "serve_seconds": 5,
+                },
+            }
+        ),
     ),
 }
 
