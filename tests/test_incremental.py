@@ -61,7 +61,7 @@ def test_course_notebooks_depend_on_exactly_the_modules_they_use():
     for spec in discover():
         for module in incremental.code_modules(incremental.notebook_code(spec.path)):
             users.setdefault(module, set()).add(spec.name[:2])
-    assert users["helpers.ssl"] == {"02"}
+    assert users["helpers.ssl"] == {"02", "03"}  # 03 distils on notebook 02's unlabeled pool
     assert users["helpers.ensemble"] == {"05"}
     assert users["helpers.deploy"] == {"06"}
     assert users["helpers.report"] == {"07"}

@@ -216,23 +216,38 @@ def unwritable(folder: Path) -> str:
     return ""
 
 
-def run_course(
-    profile: str = "cpu",
-    data_root: str = "",
-    only: list[str] | None = None,
-    reports_root: str = "",
-    skip_bad: bool = False,
-    external: list[str] | None = None,
-    notebooks: Path | None = None,
-    force: bool = False,
-    package: Path | None = None,
-    numerics_mode: str = "pinned",
-) -> int:
-    """Run the out-of-date notebooks among those selected; return the process exit code.
+@dataclass
+class _Plan:
+    """What a run will consider, decided before anything is touched."""
 
-    `package` is the folder whose modules count as the notebooks' code (the
-    installed `helpers` by default; tests point it at a copy they edit).
-    """
+    prof: object
+    data_root: str
+    external: list[str]
+    specs: list[NotebookSpec]
+    chosen: list[NotebookSpec]
+    needed: dict[str, str]  # notebook -> the selected one that reads its outputs
+    considered: list[NotebookSpec]
+    run: Path
+
+
+@dataclass
+class _State:
+    """One run in progress: where it works, what the manifest says, what ran and what failed."""
+
+    run: Path
+    stage: Path
+    work: Path
+    entries: dict
+    started: str
+    this_run: dict
+    libraries: dict
+    digests: incremental.Digests = field(default_factory=incremental.Digests)
+    failed: set = field(default_factory=set)
+    executed: list = field(default_factory=list)
+
+
+def _plan(profile, data_root, only, reports_root, external, notebooks) -> _Plan | int:
+    """Check the arguments and pick the notebooks to consider; an exit code (2) for bad arguments."""
     prof = get_profile(profile)
     if data_root:
         data_root = str(Path(data_root).expanduser().resolve())
@@ -250,7 +265,6 @@ def run_course(
             "synthetic data at full size, which is slow on CPU",
             file=sys.stderr,
         )
-    numerics.apply(numerics_mode, prof.threads)  # the kernels this run starts inherit it
     specs = discover(notebooks)
     chosen = select(specs, only)
     needed = upstream_of(specs, chosen)
@@ -260,127 +274,169 @@ def run_course(
     if problem:
         print(f"error: --reports-root: {problem}", file=sys.stderr)
         return 2
-    with incremental.locked(run):
-        incremental.recover(run)
-        stage = incremental.staging_dir(run)
-        work = stage if stage.is_dir() else run
-        if work == stage:
-            print(
-                f"resuming the unfinished run kept in {stage} (its finished notebooks count as done; delete the "
-                f"folder to start over from {run})",
-                file=sys.stderr,
-            )
-        manifest = read_json(work / MANIFEST) if (work / MANIFEST).is_file() else {}
-        entries = {e["name"]: e for e in manifest.get("notebooks", [])}
-        started = datetime.now(UTC).isoformat(timespec="seconds")
-        git = git_state()
-        this_run = {"started": started, "commit": git["commit"], "dirty": git["dirty"]}
-        path = numerics.describe()
-        libraries = {
-            "python": sys.version.split()[0],
-            **package_versions(),
-            "numerics": f"{path['mode']}, {path['threads']} threads, "
-            + " ".join(f"{k}={v}" for k, v in sorted(path["variables"].items())),
-        }
-        digests, failed, executed = incremental.Digests(), set(), []
-        by_name = {s.name: s for s in specs}
+    return _Plan(prof, data_root, external, specs, chosen, needed, considered, run)
 
-        def check(spec: NotebookSpec, params: dict) -> tuple[dict, list[str]]:
-            upstream = {r: digests.tree(work, by_name[r].outputs) for r in spec.reads if r in by_name}
-            files = {f.format(profile=profile): paths.repo_root() / f.format(profile=profile) for f in spec.reads_files}
-            now = incremental.inputs(spec.path, params, libraries, upstream, digests, package, files)
-            return now, incremental.stale_reasons(entries.get(spec.name), now, digests.tree(work, spec.outputs))
 
+def _open(run: Path) -> _State:
+    """Recover from a crash, resume a kept staging folder, and note what this run is made of."""
+    incremental.recover(run)
+    stage = incremental.staging_dir(run)
+    work = stage if stage.is_dir() else run
+    if work == stage:
+        print(
+            f"resuming the unfinished run kept in {stage} (its finished notebooks count as done; delete the "
+            f"folder to start over from {run})",
+            file=sys.stderr,
+        )
+    manifest = read_json(work / MANIFEST) if (work / MANIFEST).is_file() else {}
+    git = git_state()
+    path = numerics.describe()
+    libraries = {
+        "python": sys.version.split()[0],
+        **package_versions(),
+        "numerics": f"{path['mode']}, {path['threads']} threads, "
+        + " ".join(f"{k}={v}" for k, v in sorted(path["variables"].items())),
+    }
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    return _State(
+        run=run,
+        stage=stage,
+        work=work,
+        entries={e["name"]: e for e in manifest.get("notebooks", [])},
+        started=started,
+        this_run={"started": started, "commit": git["commit"], "dirty": git["dirty"]},
+        libraries=libraries,
+    )
+
+
+def _execute(spec: NotebookSpec, plan: _Plan, state: _State, params: dict, force: bool, package) -> None:
+    """One notebook: skipped (upstream failed), not applicable, up to date, or run; the manifest follows."""
+    prof, entries = plan.prof, state.entries
+    blocked = [d for d in spec.depends_on if d in state.failed]
+    if blocked:
+        print(f"\n=== {spec.name} === skipped: upstream {', '.join(blocked)} failed", file=sys.stderr)
+        entries[spec.name] = {"name": spec.name, "status": "skipped", "reason": f"upstream {', '.join(blocked)} failed"}
+        state.failed.add(spec.name)
+        return
+    absent = _absent_tasks(spec, state.work)
+    if absent:
+        reason = f"the data has no {' or '.join(absent)} layout"
+        print(f"\n=== {spec.name} === not applicable: {reason}", file=sys.stderr)
+        if entries.get(spec.name, {}).get("status") != "not applicable":
+            state.work = incremental.begin(state.run)
+            incremental.clear(state.work, spec.owned())
+            entries[spec.name] = {"name": spec.name, "status": "not applicable", "reason": reason}
+        return
+    by_name = {s.name: s for s in plan.specs}
+    upstream = {r: state.digests.tree(state.work, by_name[r].outputs) for r in spec.reads if r in by_name}
+    profile = prof.name
+    files = {f.format(profile=profile): paths.repo_root() / f.format(profile=profile) for f in spec.reads_files}
+    now = incremental.inputs(spec.path, params, state.libraries, upstream, state.digests, package, files)
+    reasons = incremental.stale_reasons(entries.get(spec.name), now, state.digests.tree(state.work, spec.outputs))
+    forced = force and spec in plan.chosen
+    if not reasons and not forced:
+        entries[spec.name] = entries[spec.name] | {"up_to_date": True}
+        print(f"=== {spec.name} === {describe(entries[spec.name])}", flush=True)
+        return
+    why = "forced (--force)" if forced else "; ".join(reasons)
+    if spec.name in plan.needed:
+        why = f"not selected, but {plan.needed[spec.name]} reads its outputs and it is out of date: {why}"
+    print(f"\n=== {spec.name} === runs: {why}", flush=True)
+    state.work = incremental.begin(state.run)
+    incremental.clear(state.work, spec.owned())
+    entries[spec.name] = {"name": spec.name, "status": "running", "ran": state.this_run}  # a kill leaves this mark
+    _write_manifest(state.work / MANIFEST, prof, state.started, entries, plan.specs, finished=False)
+    params["reports_root"] = str(state.work.parent)
+    entry = run_notebook(spec, params, state.work)
+    entry |= {"ran": state.this_run, "up_to_date": False, "inputs": now}
+    entry["parameters"] = {k: v for k, v in params.items() if k not in incremental.LOCATION_PARAMETERS}
+    state.executed.append(spec.name)
+    if entry["status"] == "ok":
+        entry["outputs"] = state.digests.tree(state.work, spec.outputs)
+    else:
+        state.failed.add(spec.name)
+    entries[spec.name] = entry
+    _write_manifest(
+        state.work / MANIFEST, prof, state.started, entries, plan.specs, finished=False
+    )  # the report reads it
+
+
+def _finish(plan: _Plan, state: _State) -> int:
+    """Close the manifest; replace the run folder only when everything that ran succeeded."""
+    run, stage = state.run, state.stage
+    if state.work == run:
+        print(f"\nnothing to do: every selected notebook is up to date in {run} (--force runs them anyway)")
+        return 0
+    manifest = _write_manifest(
+        state.work / MANIFEST, plan.prof, state.started, state.entries, plan.specs, finished=True
+    )
+    print(f"\nmanifest: {run / MANIFEST}")
+    for e in manifest["notebooks"]:
+        print(f"  {e['name']:<32} {e.get('wall_s', '-')!s:>8} s  {describe(e)}")
+    if state.failed:
+        print(
+            f"\n{len(state.failed)} notebook(s) did not finish: {', '.join(sorted(state.failed))}.\n{run} is unchanged "
+            f"(the previous report stays); this run's results are kept in {stage}, and the next run resumes from "
+            "them, re-running only what failed or changed.",
+            file=sys.stderr,
+        )
+        return 1
+    incremental.promote(state.work, run)
+    stale = [
+        s.name
+        for s in plan.specs
+        if s not in plan.considered
+        and s.name in state.entries
+        and state.entries[s.name].get("status") == "ok"
+        and any(r in state.executed for r in s.reads)
+    ]
+    if stale:
+        print(
+            f"note: not selected but reading what this run changed, so now out of date: {', '.join(stale)} "
+            "(a run without --only brings them up to date)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def run_course(
+    profile: str = "cpu",
+    data_root: str = "",
+    only: list[str] | None = None,
+    reports_root: str = "",
+    skip_bad: bool = False,
+    external: list[str] | None = None,
+    notebooks: Path | None = None,
+    force: bool = False,
+    package: Path | None = None,
+    numerics_mode: str = "pinned",
+) -> int:
+    """Run the out-of-date notebooks among those selected; return the process exit code.
+
+    Three steps: plan (arguments, selection), execute (each considered
+    notebook in order, in a staging copy), finish (manifest, promotion).
+    `package` is the folder whose modules count as the notebooks' code (the
+    installed `helpers` by default; tests point it at a copy they edit).
+    """
+    plan = _plan(profile, data_root, only, reports_root, external, notebooks)
+    if isinstance(plan, int):
+        return plan
+    numerics.apply(numerics_mode, plan.prof.threads)  # the kernels this run starts inherit it
+    with incremental.locked(plan.run):
+        state = _open(plan.run)
         try:
-            for spec in considered:
-                blocked = [d for d in spec.depends_on if d in failed]
-                if blocked:
-                    print(f"\n=== {spec.name} === skipped: upstream {', '.join(blocked)} failed", file=sys.stderr)
-                    entries[spec.name] = {
-                        "name": spec.name,
-                        "status": "skipped",
-                        "reason": f"upstream {', '.join(blocked)} failed",
-                    }
-                    failed.add(spec.name)
-                    continue
-                absent = _absent_tasks(spec, work)
-                if absent:
-                    reason = f"the data has no {' or '.join(absent)} layout"
-                    print(f"\n=== {spec.name} === not applicable: {reason}", file=sys.stderr)
-                    if entries.get(spec.name, {}).get("status") != "not applicable":
-                        work = incremental.begin(run)
-                        incremental.clear(work, spec.owned())
-                        entries[spec.name] = {"name": spec.name, "status": "not applicable", "reason": reason}
-                    continue
+            for spec in plan.considered:
                 params = declared_parameters(
                     spec,
-                    prof.params_for(spec.name, data_root=data_root, reports_root=reports_root)
-                    | {"skip_bad": skip_bad, "external": external},
+                    plan.prof.params_for(spec.name, data_root=plan.data_root, reports_root=reports_root)
+                    | {"skip_bad": skip_bad, "external": plan.external},
                 )
-                now, reasons = check(spec, params)
-                forced = force and spec in chosen
-                if not reasons and not forced:
-                    entries[spec.name] = entries[spec.name] | {"up_to_date": True}
-                    print(f"=== {spec.name} === {describe(entries[spec.name])}", flush=True)
-                    continue
-                why = "forced (--force)" if forced else "; ".join(reasons)
-                if spec.name in needed:
-                    why = f"not selected, but {needed[spec.name]} reads its outputs and it is out of date: {why}"
-                print(f"\n=== {spec.name} === runs: {why}", flush=True)
-                work = incremental.begin(run)
-                incremental.clear(work, spec.owned())
-                entries[spec.name] = {
-                    "name": spec.name,
-                    "status": "running",
-                    "ran": this_run,
-                }  # a kill leaves this mark
-                _write_manifest(work / MANIFEST, prof, started, entries, specs, finished=False)
-                params["reports_root"] = str(work.parent)
-                entry = run_notebook(spec, params, work)
-                entry |= {"ran": this_run, "up_to_date": False, "inputs": now}
-                entry["parameters"] = {k: v for k, v in params.items() if k not in incremental.LOCATION_PARAMETERS}
-                executed.append(spec.name)
-                if entry["status"] == "ok":
-                    entry["outputs"] = digests.tree(work, spec.outputs)
-                else:
-                    failed.add(spec.name)
-                entries[spec.name] = entry
-                _write_manifest(work / MANIFEST, prof, started, entries, specs, finished=False)  # the report reads it
+                _execute(spec, plan, state, params, force, package)
         except KeyboardInterrupt:
             print(
-                f"\ninterrupted: {run} is unchanged; the notebooks finished so far are kept in {stage} and the "
-                "next run resumes from them",
+                f"\ninterrupted: {plan.run} is unchanged; the notebooks finished so far are kept in {state.stage} "
+                "and the next run resumes from them",
                 file=sys.stderr,
             )
             return 130
-        if work == run:
-            print(f"\nnothing to do: every selected notebook is up to date in {run} (--force runs them anyway)")
-            return 0
-        manifest = _write_manifest(work / MANIFEST, prof, started, entries, specs, finished=True)
-        print(f"\nmanifest: {run / MANIFEST}")
-        for e in manifest["notebooks"]:
-            print(f"  {e['name']:<32} {e.get('wall_s', '-')!s:>8} s  {describe(e)}")
-        if failed:
-            print(
-                f"\n{len(failed)} notebook(s) did not finish: {', '.join(sorted(failed))}.\n{run} is unchanged (the "
-                f"previous report stays); this run's results are kept in {stage}, and the next run resumes from "
-                "them, re-running only what failed or changed.",
-                file=sys.stderr,
-            )
-            return 1
-        incremental.promote(work, run)
-        stale = [
-            s.name
-            for s in specs
-            if s not in considered
-            and s.name in entries
-            and entries[s.name].get("status") == "ok"
-            and any(r in executed for r in s.reads)
-        ]
-        if stale:
-            print(
-                f"note: not selected but reading what this run changed, so now out of date: {', '.join(stale)} "
-                "(a run without --only brings them up to date)",
-                file=sys.stderr,
-            )
-        return 0
+        return _finish(plan, state)
