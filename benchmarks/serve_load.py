@@ -57,7 +57,7 @@ def main() -> int:
     png = frame_png()
     served = serve.load_models([model])[model.stem]
     with serve.background([model]) as (url, server):
-        serve.http_vs_in_process(url, served, png, [1], 1.0)  # warm-up of both paths
+        serve.http_vs_in_process(url, served, png, args.clients, 1.0)  # warm-up: every thread count, both paths
         memory_before = rss_mb(server.pid)
         table = serve.http_vs_in_process(url, served, png, args.clients, args.seconds)
         memory_after = rss_mb(server.pid)
@@ -67,8 +67,9 @@ def main() -> int:
     )
     print(table.round(2).to_string(index=False))
     print(
-        f"\nerrors: {int(table['errors'].sum())} · server memory {memory_before:.0f} MB after warm-up, "
-        f"{memory_after:.0f} MB after the load ({memory_after - memory_before:+.0f} MB)"
+        f"\nerrors: {int(table['errors'].sum())} · server memory {memory_before:.0f} MB after a warm-up at every "
+        f"client count, {memory_after:.0f} MB after {int(table['requests'].sum())} more requests "
+        f"({memory_after - memory_before:+.0f} MB)"
     )
     at = table[(table["mode"] == "HTTP") & (table["clients"] == (4 if 4 in args.clients else args.clients[0]))].iloc[0]
     verdict = "meets" if at["HTTP / in process"] >= TARGET and not table["errors"].any() else "misses"

@@ -297,6 +297,8 @@ def load_test(call, clients: int, seconds: float) -> dict:
             ok = call(state)
             mine.append(time.perf_counter() - start)
             bad += not ok
+        for resource in state.values():  # e.g. the thread's HTTP client
+            getattr(resource, "close", lambda: None)()
         with lock:
             latencies.extend(mine)
             errors[0] += bad
@@ -319,22 +321,45 @@ def load_test(call, clients: int, seconds: float) -> dict:
     }
 
 
+def multipart(
+    png: bytes, field: str = "file", name: str = "frame.png", boundary: str = "course-frame"
+) -> tuple[bytes, str]:
+    """A multipart/form-data body holding one file, and its content type: built once, sent many times."""
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head + png + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 def http_vs_in_process(url: str, served: Served, png: bytes, clients: list[int], seconds: float) -> pd.DataFrame:
     """The same frame through the same model, called in process and over HTTP, at each client count.
 
     In process, a call is what the endpoint does (decode, resize, infer, mask
     PNG); over HTTP it adds the request, the multipart parsing and the JSON.
+    The HTTP clients are lean on purpose (the standard library's connection,
+    kept alive, and a body encoded once): they share the CPUs with the
+    server, and the measurement is of the server, not of a client library.
     """
-    import httpx
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    body, content_type = multipart(png)
+    path = f"/v1/predict?model={served.name}"
 
     def in_process(_state: dict) -> bool:
         image, _ = decode_image(png)
         return "task" in predict(served, image)
 
     def over_http(state: dict) -> bool:
-        client = state.setdefault("client", httpx.Client(timeout=60))
-        r = client.post(url + "/v1/predict", files={"file": ("frame.png", png)}, data={"model": served.name})
-        return r.status_code == 200
+        if "client" not in state:  # one connection per thread, kept alive
+            state["client"] = http.client.HTTPConnection(host, port, timeout=60)
+        conn = state["client"]
+        conn.request("POST", path, body=body, headers={"Content-Type": content_type})
+        response = conn.getresponse()
+        return response.status == 200 and "task" in json.loads(response.read())
 
     in_process({}), over_http({})  # warm-up: first inference, first connection
     rows = [
@@ -472,6 +497,7 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
 
     @app.post(
         "/v1/predict",
+        response_class=JSONResponse,
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -494,8 +520,9 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
             }
         },
     )
-    async def predict_image(request: Request, overlay: bool = False) -> dict:
-        """One image (multipart field `file`, or JSON `image_base64`); `?overlay=true` adds the overlay PNG."""
+    async def predict_image(request: Request, overlay: bool = False, model: str | None = None) -> JSONResponse:
+        """One image (multipart field `file`, or JSON `image_base64`); `?overlay=true` adds the overlay PNG. The model
+        is named by the form or JSON field `model`, or `?model=`; the first served model otherwise."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if int(request.headers.get("content-length") or 0) > max_bytes * 4 // 3 + 4096:
             raise ServeError("too_large", f"the request is over the limit of {max_bytes / 1e6:g} MB")
@@ -505,7 +532,7 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
             if upload is None or isinstance(upload, str):
                 raise ServeError("empty_input", "no file in the multipart field 'file'")
             data = await upload.read(max_bytes + 1)
-            name = form.get("model")
+            name = form.get("model") or model
         elif kind == "application/json":
             try:
                 body = await request.json()
@@ -513,7 +540,7 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
                 raise ServeError("invalid_request", "the body is not valid JSON") from None
             if not isinstance(body, dict):
                 raise ServeError("invalid_request", 'the JSON body must be an object {"image_base64": ...}')
-            data, name = decode_base64(body.get("image_base64"), max_bytes), body.get("model")
+            data, name = decode_base64(body.get("image_base64"), max_bytes), body.get("model") or model
         elif not kind:
             raise ServeError("empty_input", "no body: send a multipart field 'file' or JSON with image_base64")
         else:
@@ -523,7 +550,7 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
         served = pick(name)
         image, note = decode_image(data, max_pixels)
         result = await run_in_threadpool(predict, served, image, overlay)
-        return {**result, "note": note}
+        return JSONResponse({**result, "note": note})  # already plain JSON types: no validation pass needed
 
     @app.post(
         "/v1/predict-video",
