@@ -54,6 +54,14 @@ ERRORS = {
 }
 
 
+# The multipart form both upload endpoints take (for the OpenAPI page at /docs).
+UPLOAD_SCHEMA = {
+    "type": "object",
+    "properties": {"file": {"type": "string", "format": "binary"}, "model": {"type": "string"}},
+    "required": ["file"],
+}
+
+
 class ServeError(Exception):
     """A refused request: `code` (a key of ERRORS) and a message for the client."""
 
@@ -165,39 +173,41 @@ def _png_base64(array: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> dict:
-    """One frame through one model: class and probabilities, or polyp area and the mask at the frame's size."""
+def _model_input(served: Served, image: np.ndarray) -> np.ndarray:
+    """One RGB frame resized to the model's input size (uint8)."""
     from PIL import Image
 
-    from .eda import overlay
-
-    card, (h, w) = served.card, image.shape[:2]
-    size = card["input_size"]
-    small = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-    proba = deploy.probabilities(served.infer(small), card["task"])[0]
-    out: dict[str, Any] = {"model": served.name, "task": card["task"], "width": w, "height": h}
-    if card["task"] == "classification":
-        out["class"] = card["classes"][int(proba.argmax())]
-        out["probabilities"] = {c: float(p) for c, p in zip(card["classes"], proba)}
-        return out
-    mask = (proba >= card["threshold"]).astype(np.uint8) * 255
-    mask = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST)) > 0
-    out["polyp_area"] = float(mask.mean())
-    out["mask_png_base64"] = _png_base64(mask.astype(np.uint8) * 255)
-    if with_overlay:
-        out["overlay_png_base64"] = _png_base64(overlay(image, mask, (255, 0, 255)))
-    return out
+    size = served.card["input_size"]
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
 def _segment_frame(served: Served, rgb: np.ndarray) -> np.ndarray:
     """The polyp mask (bool) of one RGB frame, at the frame's own size."""
     from PIL import Image
 
-    size, (h, w) = served.card["input_size"], rgb.shape[:2]
-    small = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
-    proba = deploy.probabilities(served.infer(small), "segmentation")[0]
+    h, w = rgb.shape[:2]
+    proba = deploy.probabilities(served.infer(_model_input(served, rgb)), "segmentation")[0]
     mask = Image.fromarray((proba >= served.card["threshold"]).astype(np.uint8)).resize((w, h), Image.NEAREST)
     return np.asarray(mask) > 0
+
+
+def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> dict:
+    """One frame through one model: class and probabilities, or polyp area and the mask at the frame's size."""
+    from .eda import overlay
+
+    card, (h, w) = served.card, image.shape[:2]
+    out: dict[str, Any] = {"model": served.name, "task": card["task"], "width": w, "height": h}
+    if card["task"] == "classification":
+        proba = deploy.probabilities(served.infer(_model_input(served, image)), "classification")[0]
+        out["class"] = card["classes"][int(proba.argmax())]
+        out["probabilities"] = {c: float(p) for c, p in zip(card["classes"], proba)}
+        return out
+    mask = _segment_frame(served, image)
+    out["polyp_area"] = float(mask.mean())
+    out["mask_png_base64"] = _png_base64(mask.astype(np.uint8) * 255)
+    if with_overlay:
+        out["overlay_png_base64"] = _png_base64(overlay(image, mask, (255, 0, 255)))
+    return out
 
 
 def _draw_video(served: Served, source, target: Path, max_frames: int) -> tuple[list[float], float]:
@@ -450,6 +460,19 @@ def send_bad_requests(url: str, png: bytes) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+async def read_upload(request: Request, limit: int) -> tuple[bytes, str | None]:
+    """The multipart field `file` (at most `limit` bytes, else `too_large`) and the optional field `model`."""
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise ServeError("empty_input", "no file in the multipart field 'file'")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ServeError("too_large", f"the upload is over the limit of {limit / 1e6:g} MB")
+    model = form.get("model")
+    return data, model if isinstance(model, str) and model else None
+
+
 def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
     """The FastAPI app: the API under /v1, /health, OpenAPI at /docs and the upload page at /."""
     app = FastAPI(
@@ -501,13 +524,7 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
         openapi_extra={
             "requestBody": {
                 "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"file": {"type": "string", "format": "binary"}, "model": {"type": "string"}},
-                            "required": ["file"],
-                        }
-                    },
+                    "multipart/form-data": {"schema": UPLOAD_SCHEMA},
                     "application/json": {
                         "schema": {
                             "type": "object",
@@ -527,12 +544,8 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
         if int(request.headers.get("content-length") or 0) > max_bytes * 4 // 3 + 4096:
             raise ServeError("too_large", f"the request is over the limit of {max_bytes / 1e6:g} MB")
         if kind == "multipart/form-data":
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise ServeError("empty_input", "no file in the multipart field 'file'")
-            data = await upload.read(max_bytes + 1)
-            name = form.get("model") or model
+            data, name = await read_upload(request, max_bytes)
+            name = name or model
         elif kind == "application/json":
             try:
                 body = await request.json()
@@ -558,15 +571,7 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
         responses={200: {"content": {"video/mp4": {}}, "description": "the video with the mask drawn on every frame"}},
         openapi_extra={
             "requestBody": {
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"file": {"type": "string", "format": "binary"}, "model": {"type": "string"}},
-                            "required": ["file"],
-                        }
-                    }
-                },
+                "content": {"multipart/form-data": {"schema": UPLOAD_SCHEMA}},
                 "required": True,
             }
         },
@@ -578,14 +583,8 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
             raise ServeError("too_large", f"the request is over the limit of {MAX_VIDEO_BYTES / 1e6:g} MB")
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
             raise ServeError("unsupported_media_type", "send the video as multipart/form-data, field 'file'")
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise ServeError("empty_input", "no file in the multipart field 'file'")
-        data = await upload.read(MAX_VIDEO_BYTES + 1)
-        if len(data) > MAX_VIDEO_BYTES:
-            raise ServeError("too_large", f"the video is over the limit of {MAX_VIDEO_BYTES / 1e6:g} MB")
-        name = form.get("model") or next((n for n, m in models.items() if m.card["task"] == "segmentation"), None)
+        data, name = await read_upload(request, MAX_VIDEO_BYTES)
+        name = name or next((n for n, m in models.items() if m.card["task"] == "segmentation"), None)
         if name is None:
             raise ServeError("unknown_model", "no segmentation model is served: a video needs one")
         mp4, info = await run_in_threadpool(predict_video, pick(name), data)
