@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import classify, data, deploy, paths
+from helpers import classify, course, data, deploy, paths
 from helpers.artifacts import read_json
 from helpers.profiles import get_profile
 
@@ -36,7 +36,7 @@ SPEED_TARGET, ACCURACY_POINTS = 2.5, 1.0
 
 def student(profile: str) -> tuple[torch.nn.Module, dict | None]:
     """The course's deployed student (notebook 03's choice on validation) and its index, or a random ResNet-18."""
-    index_path = paths.stage_dir(profile, "03_kd", create=False) / "students" / "index.json"
+    index_path = paths.stage_dir(profile, course.KD, create=False) / "students" / "index.json"
     if not index_path.is_file():
         return classify.build("resnet18", 3).eval(), None
     index = read_json(index_path)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import paths, serve
+from helpers import course, paths, serve
 
 TARGET = 0.80
 
@@ -45,7 +45,7 @@ def rss_mb(pid: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = paths.stage_dir("cpu", "06_deploy", create=False) / "ir" / "segmenter_int8.xml"
+    default = paths.stage_dir("cpu", course.DEPLOY, create=False) / "ir" / "segmenter_int8.xml"
     parser.add_argument("--model", default=str(default), help="an IR of notebook 06 (default: the cpu INT8 segmenter)")
     parser.add_argument("--seconds", type=float, default=5.0, help="load time per setting")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])

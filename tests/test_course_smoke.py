@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import tables
+from helpers import course, paths, tables
 from helpers.runner import discover, run_course
 
 from conftest import SHARED_KVASIR_SEG
@@ -35,16 +35,16 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
             "".join(o.get("data", {}).get("text/plain", "")) for o in outputs if o.get("output_type") == "display_data"
         ]
         assert not any("Warning" in text for text in shown), spec.name  # e.g. a library's warning rendered as display
-    splits = pd.read_csv(run / "data" / "splits.csv")
+    splits = pd.read_csv(paths.in_run(run, course.DATA) / "splits.csv")
     assert set(splits["task"]) == {"classification", "segmentation", "unlabeled"}
     # one centre held out whole: its frames are the out-of-centre test split of every task, and nothing else is
     assert set(splits.loc[splits["split"] == "test_out", "centre"]) == {"etis"}
     assert "etis" not in set(splits.loc[splits["split"] != "test_out", "centre"])
     for fig in ("class_balance", "image_sizes", "colour_stats", "mask_stats", "samples", "mask_overlays", "centres"):
-        assert (run / "01_eda" / f"{fig}.png").stat().st_size > 5_000, fig
-    summary = json.loads((run / "01_eda" / "eda_summary.json").read_text())
+        assert (paths.in_run(run, course.EDA) / f"{fig}.png").stat().st_size > 5_000, fig
+    summary = json.loads((paths.in_run(run, course.EDA) / "eda_summary.json").read_text())
     assert summary["imbalance_ratio"] == pytest.approx(2.5) and "per-class recall" in summary["interpretation"]
-    ssl_dir = run / "02_ssl"
+    ssl_dir = paths.in_run(run, course.SSL)
     import torch
 
     from helpers.ssl import SimCLR
@@ -60,10 +60,10 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
     table = pd.read_csv(ssl_dir / "few_label_eval.csv")
     assert set(table["encoder"]) == {"SimCLR", "random init"} and table["macro_f1_mean"].between(0, 1).all()
     assert json.loads((ssl_dir / "summary.json").read_text())["outcome"] in tables.WORDS  # the course's one rule
-    _check_kd_outputs(run / "03_kd")
-    _check_seg_outputs(run / "04_seg", rows=5, seeds=1)
-    _check_ensemble_outputs(run / "05_ensemble", classification=True)
-    _check_deploy_outputs(run / "06_deploy", ["student", "teacher", "segmenter"])
+    _check_kd_outputs(paths.in_run(run, course.KD))
+    _check_seg_outputs(paths.in_run(run, course.SEG), rows=5, seeds=1)
+    _check_ensemble_outputs(paths.in_run(run, course.ENSEMBLE), classification=True)
+    _check_deploy_outputs(paths.in_run(run, course.DEPLOY), ["student", "teacher", "segmenter"])
     text = (run / "REPORT.md").read_text()
     for heading in ("Knowledge distillation", "augmentation ablation", "Ensembles", "OpenVINO", "## Run manifest"):
         assert heading in text, heading
@@ -80,7 +80,7 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
     assert run_course("smoke", reports_root=str(reports)) == 0
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
     # CI's reproducibility check: this run against the committed smoke reference, every metric and choice
-    from helpers import paths, report
+    from helpers import report
 
     checked = report.verify(run, json.loads(paths.reference_file("smoke").read_text()))
     assert set(checked["status"]) <= {"OK", "SAME"}, checked[~checked["status"].isin(["OK", "SAME"])].to_string()
@@ -251,10 +251,10 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
         == 0
     )
     assert snapshot(other) == other_before  # an external set is never written
-    external = pd.read_csv(reports / "smoke" / "04_seg" / "external.csv")
+    external = pd.read_csv(paths.in_run(reports / "smoke", course.SEG) / "external.csv")
     assert set(external["centre"]) == {"in-centre test", "Hospital-B"} and (external["frames"] > 0).all()
     assert (external["dice_lo"] <= external["dice"]).all() and (external["dice"] <= external["dice_hi"]).all()
-    centres = pd.read_csv(reports / "smoke" / "05_ensemble" / "centres.csv")
+    centres = pd.read_csv(paths.in_run(reports / "smoke", course.ENSEMBLE) / "centres.csv")
     assert set(centres["centre"]) == {"in-centre test", "Hospital-B"} and centres["model"].str.contains("vote").any()
     text = (reports / "smoke" / "REPORT.md").read_text()
     assert "Hospital-B" in text and "published" in text and "95% bootstrap interval" in text
@@ -262,16 +262,17 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
         e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]
     }
     assert status["03_knowledge_distillation"] == "not applicable"  # Kvasir-SEG has no classification labels
-    report = json.loads((reports / "smoke" / "data" / "data_report.json").read_text())
+    report = json.loads((paths.in_run(reports / "smoke", course.DATA) / "data_report.json").read_text())
     assert report["origin"] == "real" and report["counts"]["segmentation"]["test"] == 120
     assert sum(report["counts"]["segmentation"].values()) == 1000 and not report["bad_files"]
     assert "splits_medico2020/train.txt" in report["split_source"]["segmentation"]
-    sizes = pd.read_csv(reports / "smoke" / "01_eda" / "image_sizes.csv")
+    sizes = pd.read_csv(paths.in_run(reports / "smoke", course.EDA) / "image_sizes.csv")
     assert sizes.loc[sizes["level_0"] == "segmentation"].set_index("level_1").loc["width", "max"] == 1920
     _check_seg_outputs(
-        reports / "smoke" / "04_seg", rows=5, seeds=1, out_of_centre=False
+        paths.in_run(reports / "smoke", course.SEG), rows=5, seeds=1, out_of_centre=False
     )  # the segmentation track on the real frames
-    _check_ensemble_outputs(reports / "smoke" / "05_ensemble", classification=False)
-    _check_deploy_outputs(reports / "smoke" / "06_deploy", ["segmenter"])
-    assert "Not run for this profile or data (no `03_kd/`)" in (reports / "smoke" / "REPORT.md").read_text()
+    _check_ensemble_outputs(paths.in_run(reports / "smoke", course.ENSEMBLE), classification=False)
+    _check_deploy_outputs(paths.in_run(reports / "smoke", course.DEPLOY), ["segmenter"])
+    not_run = f"Not run for this profile or data (no `{course.folder(course.KD)}/`)"
+    assert not_run in (reports / "smoke" / "REPORT.md").read_text()
     assert {k: v for k, v in list(snapshot(SHARED_KVASIR_SEG).items())[:50]} == before

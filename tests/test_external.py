@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers import segment, tables
+from helpers import course, paths, segment, tables
 from helpers.data import DataError, describe_external, load_external, prepare, prepare_external
 from helpers.runner import run_course
 
@@ -20,7 +20,7 @@ def test_a_second_centre_is_recorded_and_reloaded_untouched(tmp_path):
     sets = prepare_external([centre], "smoke", tmp_path / "r", image_size=32)
     assert list(sets) == ["Hospital-B"] and len(sets["Hospital-B"].samples) == 6
     assert sets["Hospital-B"].masks.any()  # 0/1 PNG masks read as polyp
-    info = json.loads((tmp_path / "r" / "smoke" / "data" / "external.json").read_text())
+    info = json.loads((paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "external.json").read_text())
     assert info["sets"][0]["frames"] == 6 and info["sets"][0]["folder"] == str(centre)
     loaded = load_external("smoke", tmp_path / "r", 32)
     assert np.array_equal(loaded["Hospital-B"][0], sets["Hospital-B"].images)
@@ -45,7 +45,9 @@ def test_bad_external_folders_are_named(tmp_path):
         prepare_external([a], "smoke", tmp_path / "r", image_size=32)
     kept = prepare_external([a], "smoke", tmp_path / "r", image_size=32, skip_bad=True)
     assert len(kept["Same"].samples) == 5
-    assert "c2_0.jpg" in json.dumps(json.loads((tmp_path / "r" / "smoke" / "data" / "external.json").read_text()))
+    assert "c2_0.jpg" in json.dumps(
+        json.loads((paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "external.json").read_text())
+    )
 
 
 def test_a_training_frame_cannot_test(seg_tree, tmp_path):

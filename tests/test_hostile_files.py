@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers import course, paths
 from helpers.data import prepare
 
 from conftest import snapshot, write_image, write_mask
@@ -115,7 +116,7 @@ def test_notebook_00_runs_on_three_pairs(tmp_path):
 
     root = _pairs(tmp_path / "tiny", 3)
     assert run_course("smoke", data_root=str(root), reports_root=str(tmp_path / "reports"), only=["00"]) == 0
-    report = json.loads((tmp_path / "reports" / "smoke" / "data" / "data_report.json").read_text())
+    report = json.loads((paths.in_run(tmp_path / "reports" / "smoke", course.DATA) / "data_report.json").read_text())
     assert sum(report["counts"]["segmentation"].values()) == 3
 
 

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import incremental
+from helpers import course, incremental
 from helpers.runner import discover, run_course
 
 PACKAGE = Path(incremental.__file__).parent
@@ -173,12 +173,15 @@ def test_promote_and_recover_an_interrupted_swap(tmp_path):
 # ---- whole runs on tiny notebooks -------------------------------------------------------------------------------
 
 
-def _notebook(folder: Path, name: str, body: str, outputs: list[str], reads: list[str] = ()) -> None:
+# The tiny course's table: 00 writes a/, 01 reads it and writes b/, 02 writes c/.
+TOY = (course.Notebook("00_a", "a"), course.Notebook("01_b", "b", ("00_a",)), course.Notebook("02_c", "c"))
+
+
+def _notebook(folder: Path, name: str, body: str) -> None:
     declared = 'profile = "cpu"\nseed = 0\nreports_root = ""' + ("\nskip_bad = False" if "skip_bad" in body else "")
     params = new_code_cell(declared)
     params.metadata["tags"] = ["parameters"]
     nb = new_notebook(cells=[params, new_code_cell(body)])
-    nb.metadata["course"] = {"depends_on": list(reads), "outputs": outputs}
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, folder / f"{name}.ipynb")
 
@@ -192,9 +195,9 @@ def _course(tmp_path: Path, b_extra: str = "", a_text: str = "f'a seed={seed} sk
     _notebook(
         nbs,
         "00_a",
-        "from helpers import paths\nout = paths.stage_dir(profile, 'a', reports_root)\n"
+        "from helpers import paths\nout = paths.run_dir(profile, reports_root) / 'a'\n"
+        "out.mkdir(parents=True, exist_ok=True)\n"
         f"(out / 'a.txt').write_text({a_text})",
-        ["a"],
     )
     _notebook(
         nbs,
@@ -202,20 +205,19 @@ def _course(tmp_path: Path, b_extra: str = "", a_text: str = "f'a seed={seed} sk
         "from helpers import paths, tables\nrun = paths.run_dir(profile, reports_root)\n"
         "(run / 'b').mkdir(exist_ok=True)\n"
         f"(run / 'b' / 'b.txt').write_text('b<' + (run / 'a' / 'a.txt').read_text())\n{b_extra}",
-        ["b"],
-        reads=["00_a"],
     )
     _notebook(
         nbs,
         "02_c",
-        "from helpers import paths\nout = paths.stage_dir(profile, 'c', reports_root)\n(out / 'c.txt').write_text('c')",
-        ["c"],
+        "from helpers import paths\nout = paths.run_dir(profile, reports_root) / 'c'\n"
+        "out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'c.txt').write_text('c')",
     )
     return nbs, pkg
 
 
 def _run(tmp_path, nbs, pkg, capsys, **kw) -> tuple[int, dict]:
-    code = run_course("smoke", reports_root=str(tmp_path / "reports"), notebooks=nbs, package=pkg, **kw)
+    code = run_course("smoke", reports_root=str(tmp_path / "reports"), notebooks=nbs, package=pkg, course=TOY, **kw)
     out = capsys.readouterr()
     lines = {}
     for name in ("00_a", "01_b", "02_c"):
@@ -296,9 +298,10 @@ def test_killed_run_leaves_the_previous_report_intact(tmp_path, capsys):
     # 01 now writes its output and then hangs: the run is killed while it works
     _course(tmp_path, b_extra="import time\nfor _ in range(600):\n    time.sleep(0.1)")
     script = (
-        "import sys\nfrom helpers.runner import run_course\n"
+        "import sys\nfrom pathlib import Path\nfrom helpers import course\nfrom helpers.runner import run_course\n"
+        "TOY = (course.Notebook('00_a', 'a'), course.Notebook('01_b', 'b', ('00_a',)), course.Notebook('02_c', 'c'))\n"
         f"sys.exit(run_course('smoke', reports_root={str(tmp_path / 'reports')!r}, "
-        f"notebooks=__import__('pathlib').Path({str(nbs)!r}), package=__import__('pathlib').Path({str(pkg)!r})))"
+        f"notebooks=Path({str(nbs)!r}), package=Path({str(pkg)!r}), course=TOY))"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from helpers import course, paths
 from helpers.data import (
     DataError,
     ImageCache,
@@ -164,7 +165,7 @@ def test_prepare_lists_every_problem_at_once_and_touches_nothing(seg_tree, tmp_p
     assert "2 problem(s)" in text and "id0.jpg: empty file" in text and "id3.jpg: image has no mask" in text
     assert "--skip-bad" in text
     assert snapshot(seg_tree) == before
-    assert not (tmp_path / "r" / "smoke" / "data" / "splits.csv").exists()
+    assert not (paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "splits.csv").exists()
 
 
 def test_skip_bad_leaves_files_out_and_reports_them(seg_tree, tmp_path):
@@ -172,8 +173,8 @@ def test_skip_bad_leaves_files_out_and_reports_them(seg_tree, tmp_path):
     before = snapshot(seg_tree)
     prepared = prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r", skip_bad=True, image_size=16)
     assert snapshot(seg_tree) == before
-    splits = pd.read_csv(tmp_path / "r" / "smoke" / "data" / "splits.csv")
+    splits = pd.read_csv(paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "splits.csv")
     assert len(splits) == 5 and "images/id0.jpg" not in set(splits["file"])
-    bad = pd.read_csv(tmp_path / "r" / "smoke" / "data" / "bad_files.csv")
+    bad = pd.read_csv(paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "bad_files.csv")
     assert bad["path"].str.endswith("id0.jpg").tolist() == [True]
     assert prepared.report["origin"] == "real" and prepared.report["skip_bad"]

@@ -6,7 +6,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from helpers import paths
+from helpers import course, paths
 from helpers.profiles import PROFILE_NAMES, PROFILES, get_profile
 from helpers.runner import discover
 
@@ -24,16 +24,30 @@ def test_course_has_notebooks_in_order():
         )
 
 
+def _names_read(path) -> set[str]:
+    """Every name a notebook's code cells (not its parameters cell) load."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    transform = TransformerManager().transform_cell
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    trees = [ast.parse(transform(c.source)) for c in cells if "parameters" not in c.metadata.get("tags", [])]
+    return {n.id for tree in trees for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
 @pytest.mark.parametrize("spec", NOTEBOOKS, ids=lambda s: s.name)
-def test_parameters_cell_defaults_are_the_cpu_profile(spec):
+def test_parameters_cell_declares_what_the_notebook_reads_with_the_cpu_values(spec):
+    """Declared parameters are inputs (changing one re-runs the notebook): a notebook declares only those it reads."""
     declared = pm.inspect_notebook(str(spec.path))
     defaults = {name: ast.literal_eval(p["default"]) for name, p in declared.items()}
-    expected = PROFILES["cpu"].params_for(spec.name)
+    cpu = PROFILES["cpu"]
+    expected, own, read = cpu.params_for(spec.name), cpu.notebook_params.get(spec.name, {}), _names_read(spec.path)
     for name, value in expected.items():
-        assert name in defaults, f"{spec.path.name}: parameters cell does not declare {name}"
-        assert defaults[name] == value, (
-            f"{spec.path.name}: default {name}={defaults[name]!r}, cpu profile says {value!r}"
-        )
+        if name in own or name in read:
+            assert name in defaults, f"{spec.path.name}: parameters cell does not declare {name}"
+            assert defaults[name] == value, f"{spec.path.name}: default {name}={defaults[name]!r}, cpu says {value!r}"
+    for name in defaults:
+        assert name in read, f"{spec.path.name} declares {name} but never reads it"
+        assert name in expected or name in ("skip_bad", "external"), f"{spec.path.name}: {name} is in no profile"
 
 
 @pytest.mark.parametrize("spec", NOTEBOOKS, ids=lambda s: s.name)
@@ -50,7 +64,7 @@ def test_notebook_is_committed_clean(spec):
 def test_profiles_are_complete_and_ordered_by_size():
     assert set(PROFILES) == set(PROFILE_NAMES)
     smoke, cpu, full = (PROFILES[n] for n in ("smoke", "cpu", "full"))
-    assert smoke.epochs <= cpu.epochs <= full.epochs
+    assert smoke.notebook_params[course.SEG]["seg_epochs"] < cpu.notebook_params[course.SEG]["seg_epochs"]
     assert smoke.synthetic.per_class < cpu.synthetic.per_class
     assert full.expects_real_data and full.image_size == 352
 
@@ -61,7 +75,9 @@ def test_unknown_profile_names_the_valid_ones():
 
 
 def test_paths_come_from_one_place(tmp_path):
-    assert paths.stage_dir("smoke", "01_eda", tmp_path) == tmp_path.resolve() / "smoke" / "01_eda"
+    assert paths.stage_dir("smoke", course.KD, tmp_path) == tmp_path.resolve() / "smoke" / course.folder(course.KD)
+    with pytest.raises(KeyError, match="not in the course table"):
+        paths.stage_dir("smoke", course.folder(course.KD), tmp_path)  # a folder name is not a notebook
     assert paths.synthetic_root("cpu") == paths.repo_root() / "data" / "synthetic" / "cpu"
 
 
@@ -75,3 +91,11 @@ def test_profiles_change_only_settings_the_cpu_profile_has():
         smoke["student_epochs"] == 1
         and smoke["students"] == profiles.CPU_NOTEBOOKS["03_knowledge_distillation"]["students"]
     )
+
+
+@pytest.mark.parametrize("spec", NOTEBOOKS, ids=lambda s: s.name)
+def test_notebook_code_cells_are_short(spec):
+    """Notebooks are thin: narrative and calls into helpers. Logic longer than this belongs in the package."""
+    cells = [c.source.splitlines() for c in nbformat.read(spec.path, as_version=4).cells if c.cell_type == "code"]
+    assert max(len(lines) for lines in cells) <= 20, f"{spec.path.name}: a code cell over 20 lines"
+    assert max(len(line) for lines in cells for line in lines) <= 160, f"{spec.path.name}: a line over 160 characters"

@@ -5,13 +5,13 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import report
+from helpers import course, paths, report
 from helpers.__main__ import main
 
 
 def _fake_run(root, dice_shift=0.0, with_deploy=True):
     """A run folder with the tables notebooks 03, 04 and 06 write (only the columns `collect` reads)."""
-    (root / "03_kd").mkdir(parents=True)
+    (paths.in_run(root, course.KD)).mkdir(parents=True)
     pd.DataFrame(
         [
             {
@@ -37,8 +37,8 @@ def _fake_run(root, dice_shift=0.0, with_deploy=True):
                 "test_accuracy_std": 0.03,
             },
         ]
-    ).to_csv(root / "03_kd" / "results.csv", index=False)
-    (root / "04_seg").mkdir()
+    ).to_csv(paths.in_run(root, course.KD) / "results.csv", index=False)
+    (paths.in_run(root, course.SEG)).mkdir()
     pd.DataFrame(
         [
             {
@@ -52,9 +52,9 @@ def _fake_run(root, dice_shift=0.0, with_deploy=True):
                 "test_iou_std": 0.03,
             }
         ]
-    ).to_csv(root / "04_seg" / "results.csv", index=False)
+    ).to_csv(paths.in_run(root, course.SEG) / "results.csv", index=False)
     if with_deploy:
-        (root / "06_deploy").mkdir()
+        (paths.in_run(root, course.DEPLOY)).mkdir()
         pd.DataFrame(
             [
                 {
@@ -65,7 +65,7 @@ def _fake_run(root, dice_shift=0.0, with_deploy=True):
                     "macro_f1": 0.72,
                 }
             ]
-        ).to_csv(root / "06_deploy" / "accuracy_by_precision.csv", index=False)
+        ).to_csv(paths.in_run(root, course.DEPLOY) / "accuracy_by_precision.csv", index=False)
     return root
 
 
@@ -74,8 +74,8 @@ def test_collect_names_every_headline_metric_with_its_seed_spread(tmp_path):
     assert metrics["kd.teacher.labels_1.test_macro_f1"] == {
         "value": 0.75,
         "std": None,
-        "stage": "03_kd",
-        "source": "03_kd/results.csv",
+        "stage": course.folder(course.KD),
+        "source": f"{course.folder(course.KD)}/results.csv",
     }
     assert metrics["kd.resnet18.kd_transfer.labels_0.1.test_macro_f1"]["std"] == 0.02
     assert metrics["seg.unet.copy_paste.random.test_dice"]["value"] == 0.80
@@ -115,11 +115,13 @@ def test_verify_passes_a_matching_run_and_fails_a_drifted_or_incomplete_one(tmp_
 
 def _choices(root, best_row):
     """Notebook 04's SSL row (run on the augmentation row chosen on validation) and its index of choices."""
-    results = pd.read_csv(root / "04_seg" / "results.csv")
+    results = pd.read_csv(paths.in_run(root, course.SEG) / "results.csv")
     ssl = results.iloc[0].to_dict() | {"augmentation": best_row, "init": "ssl", "test_dice_mean": 0.81}
-    pd.concat([results, pd.DataFrame([ssl])]).to_csv(root / "04_seg" / "results.csv", index=False)
-    (root / "04_seg" / "models").mkdir()
-    (root / "04_seg" / "models" / "index.json").write_text(json.dumps({"best_rows": {"unet": best_row}, "best": "x"}))
+    pd.concat([results, pd.DataFrame([ssl])]).to_csv(paths.in_run(root, course.SEG) / "results.csv", index=False)
+    (paths.in_run(root, course.SEG) / "models").mkdir()
+    (paths.in_run(root, course.SEG) / "models" / "index.json").write_text(
+        json.dumps({"best_rows": {"unet": best_row}, "best": "x"})
+    )
     return root
 
 

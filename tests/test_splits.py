@@ -5,6 +5,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
+from helpers import course, paths
 from helpers.data import DataError, find_split_lists, prepare, read_split_lists, splits_from_lists, stratified_splits
 
 from conftest import SHARED_KVASIR_SEG
@@ -51,7 +52,7 @@ def test_prepare_uses_split_lists_in_a_subfolder(seg_tree, tmp_path):
     (lists / "train.txt").write_text("id0\nid1\nid2\nid3\n")
     (lists / "val.txt").write_text("id4\nid5\n")
     prepared = prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r", image_size=16)
-    table = pd.read_csv(tmp_path / "r" / "smoke" / "data" / "splits.csv")
+    table = pd.read_csv(paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "splits.csv")
     by_file = dict(zip(table["file"], table["split"]))
     assert by_file["images/id4.jpg"] == by_file["images/id5.jpg"] == "test"
     assert {by_file[f"images/id{i}.jpg"] for i in range(4)} <= {"train", "val"}
@@ -60,7 +61,7 @@ def test_prepare_uses_split_lists_in_a_subfolder(seg_tree, tmp_path):
 
 def test_splits_csv_is_disjoint_and_complete(cls_tree, tmp_path):
     prepare("smoke", data_root=cls_tree, reports_root=tmp_path / "r", image_size=16)
-    table = pd.read_csv(tmp_path / "r" / "smoke" / "data" / "splits.csv")
+    table = pd.read_csv(paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "splits.csv")
     assert len(table) == 12 and table["file"].is_unique
     assert set(table["split"]) == {"train", "val", "test"}
 
@@ -79,7 +80,7 @@ def test_held_out_centre_is_the_out_of_centre_test_split(seg_tree, tmp_path):
     rows = ["file,centre"] + [f"images/id{i}.jpg,{c}" for i, c in centre.items()]
     (seg_tree / "centres.csv").write_text("\n".join(rows) + "\n")
     prepared = prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r", image_size=16, held_out_centre="far")
-    table = pd.read_csv(tmp_path / "r" / "smoke" / "data" / "splits.csv", keep_default_na=False)
+    table = pd.read_csv(paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "splits.csv", keep_default_na=False)
     by_file = dict(zip(table["file"], table["split"]))
     assert {f for f, s in by_file.items() if s == "test_out"} == {"images/id1.jpg", "images/id4.jpg"}
     assert set(table.loc[table["split"] != "test_out", "centre"]) == {"near"}
@@ -87,7 +88,9 @@ def test_held_out_centre_is_the_out_of_centre_test_split(seg_tree, tmp_path):
     assert prepared.report["centres"]["counts"]["segmentation"] == {"far": 2, "near": 4}
     # real data holds nothing out unless told
     prepare("smoke", data_root=seg_tree, reports_root=tmp_path / "r2", image_size=16)
-    assert "test_out" not in set(pd.read_csv(tmp_path / "r2" / "smoke" / "data" / "splits.csv")["split"])
+    assert "test_out" not in set(
+        pd.read_csv(paths.in_run(tmp_path / "r2" / "smoke", course.DATA) / "splits.csv")["split"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,17 +22,14 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from . import course
 from .artifacts import read_json, write_json
-
-if TYPE_CHECKING:
-    import pandas as pd
 from .measure import latency_ms, time_call, weights_mb
 from .training import IMAGENET_MEAN, IMAGENET_STD, extract_features
 
@@ -82,10 +79,11 @@ def models_to_deploy(tasks: list[str], kd_dir: Path, seg_dir: Path, image_size: 
         best, teacher = index["best"], read_json(Path(kd_dir) / "teacher.json")
         models["student"], models["teacher"] = classify.load_saved(kd_dir, best), classify.load_saved(kd_dir)
         for name, arch, source in (
-            ("student", index["checkpoints"][best]["model"], best),
+            ("student", index["checkpoints"][best]["model"], f"students/{best}"),
             ("teacher", teacher["model"], "teacher"),
         ):
-            cards[name] = card("classification", index["classes"], image_size, arch, f"03_kd/{source}.pt")
+            weights = f"{course.folder(course.KD)}/{source}.pt"
+            cards[name] = card("classification", index["classes"], image_size, arch, weights)
     if "segmentation" in tasks:
         index = read_json(Path(seg_dir) / "index.json")
         entry = index["checkpoints"][index["best"]]
@@ -95,7 +93,7 @@ def models_to_deploy(tasks: list[str], kd_dir: Path, seg_dir: Path, image_size: 
             ["background", "polyp"],
             image_size,
             f"{entry['arch']}/{entry['encoder']}",
-            f"04_seg/models/{index['best']}.pt",
+            f"{course.folder(course.SEG)}/models/{index['best']}.pt",
         )
     return models, cards
 

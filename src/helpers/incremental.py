@@ -4,10 +4,10 @@ A notebook's *inputs* are its cells (code and tags), the `helpers` modules its c
 (followed through the package's own imports), its parameters (not where the
 reports go), the versions of the key libraries, the real data folder when one
 is given, and the files written by the notebooks it reads
-(`metadata.course.reads`, else `depends_on`), and other repository files it
-reads (`metadata.course.reads_files`, e.g. the committed reference). Their digests are recorded in the
-run manifest. A notebook whose recorded inputs and own outputs
-(`metadata.course.outputs`) still match is *up to date* and is not executed.
+(`reads`, else `depends_on`, in the course table `helpers.course.COURSE`), and
+other repository files it reads (`reads_files`, e.g. the committed reference).
+Their digests are recorded in the run manifest. A notebook whose recorded
+inputs and own outputs still match is *up to date* and is not executed.
 
 A run with anything to do works in a copy, `<reports>/.staging/<profile>/`,
 and swaps it in for `<reports>/<profile>/` only when every notebook it ran
@@ -48,14 +48,14 @@ def notebook_code(path: Path) -> list[str]:
 
 
 def notebook_digest(path: Path) -> str:
-    """Digest of what a notebook computes: its cells' sources and tags and its course metadata.
+    """Digest of what a notebook computes: its cells' sources and tags.
 
     Outputs, execution counts, cell ids and editor metadata are left out, so
     opening and saving a notebook in Jupyter does not make it stale.
     """
     nb = nbformat.read(path, as_version=4)
     cells = [(c.cell_type, c.source, sorted(c.metadata.get("tags", []))) for c in nb.cells]
-    return text_digest({"cells": cells, "course": nb.metadata.get("course", {})})
+    return text_digest({"cells": cells})
 
 
 def _imports(tree: ast.AST, current: str | None = None, is_package: bool = False) -> set[str]:

@@ -6,7 +6,7 @@ Layout under the repository::
     data/cache/                     decoded, resized image cache (ignored)
     reports/<profile>/              everything a run writes
         data/                       splits.csv, data_report.json (notebook 00)
-        <stage>/                    one folder per notebook stage, e.g. 01_eda/
+        <stage>/                    one folder per notebook (helpers.course.COURSE names it)
         notebooks/                  executed notebooks + HTML
         manifest.json               the run manifest
 """
@@ -14,6 +14,8 @@ Layout under the repository::
 from __future__ import annotations
 
 from pathlib import Path
+
+from . import course
 
 
 def repo_root() -> Path:
@@ -36,17 +38,22 @@ def run_dir(profile: str, reports: str | Path = "") -> Path:
     return reports_root(reports) / profile
 
 
-def stage_dir(profile: str, stage: str, reports: str | Path = "", create: bool = True) -> Path:
-    """`reports/<profile>/<stage>/`, created on demand."""
-    path = run_dir(profile, reports) / stage
+def stage_dir(profile: str, notebook: str, reports: str | Path = "", create: bool = True) -> Path:
+    """`reports/<profile>/<folder of notebook>/` (e.g. `course.KD` -> `03_kd/`), created on demand."""
+    path = in_run(run_dir(profile, reports), notebook)
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
 
 
+def in_run(run: Path, notebook: str) -> Path:
+    """The folder of `notebook` inside a given run folder (a staging copy, a test's run)."""
+    return Path(run) / course.folder(notebook)
+
+
 def data_report_dir(profile: str, reports: str | Path = "") -> Path:
     """Where notebook 00 writes the splits and the data report that later stages read."""
-    return stage_dir(profile, "data", reports)
+    return stage_dir(profile, course.DATA, reports)
 
 
 def synthetic_root(profile: str) -> Path:

@@ -34,8 +34,7 @@ class Profile:
     description: str
     seed: int
     image_size: int
-    batch_size: int
-    epochs: int
+    batch_size: int  # notebook 03's classifiers (each other stage has its own batch size)
     val_fraction: float
     test_fraction: float
     synthetic: SyntheticSpec
@@ -44,19 +43,18 @@ class Profile:
     notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def params(self, data_root: str = "", reports_root: str = "") -> dict[str, Any]:
-        """Parameters every notebook's `parameters` cell declares."""
+        """Parameters shared by the notebooks; each notebook declares (and receives) only those it reads."""
         return {
             "profile": self.name,
             "seed": self.seed,
             "image_size": self.image_size,
             "batch_size": self.batch_size,
-            "epochs": self.epochs,
             "data_root": data_root,
             "reports_root": reports_root,
         }
 
     def params_for(self, notebook: str, data_root: str = "", reports_root: str = "") -> dict[str, Any]:
-        """Shared parameters plus the ones only `notebook` (its stem) uses."""
+        """Shared parameters plus the ones only `notebook` (its stem) uses; the runner passes the declared ones."""
         out = self.params(data_root=data_root, reports_root=reports_root)
         out.update(self.notebook_params.get(notebook, {}))
         return out
@@ -145,7 +143,6 @@ PROFILES: dict[str, Profile] = {
         seed=0,
         image_size=64,
         batch_size=8,
-        epochs=1,
         val_fraction=0.2,
         test_fraction=0.2,
         synthetic=SyntheticSpec(per_class=20, seg_pairs=24, unlabeled=24, min_side=96, max_side=128),
@@ -185,7 +182,6 @@ PROFILES: dict[str, Profile] = {
         seed=0,
         image_size=64,
         batch_size=32,
-        epochs=8,
         val_fraction=0.15,
         test_fraction=0.15,
         synthetic=SyntheticSpec(per_class=250, seg_pairs=300, unlabeled=600, min_side=192, max_side=320),
@@ -198,7 +194,6 @@ PROFILES: dict[str, Profile] = {
         seed=0,
         image_size=352,
         batch_size=8,
-        epochs=60,
         val_fraction=0.1,
         test_fraction=0.1,
         synthetic=SyntheticSpec(per_class=1000, seg_pairs=1000, unlabeled=3000, min_side=332, max_side=1024),

@@ -37,7 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import course
 from .artifacts import read_json
+from .paths import in_run
 
 FLOOR = 0.01
 PARITY_TOLERANCE = 1e-3
@@ -65,27 +67,30 @@ def collect(run: Path) -> dict[str, dict]:
     run = Path(run)
     out: dict[str, dict] = {}
 
-    def add(name: str, value, std, stage: str, source: Path) -> None:
+    def add(name: str, value, std, notebook: str, source: Path) -> None:
         if value is not None and not (isinstance(value, float) and np.isnan(value)):
             std = None if std is None or (isinstance(std, float) and np.isnan(std)) else float(std)
+            stage = course.folder(notebook)
             out[name] = {"value": float(value), "std": std, "stage": stage, "source": str(source.relative_to(run))}
 
-    if (t := _rows(f := run / "02_ssl" / "few_label_eval.csv")) is not None:
+    if (t := _rows(f := in_run(run, course.SSL) / "few_label_eval.csv")) is not None:
         for r in t.itertuples():
             add(
                 f"ssl.{_slug(r.method)}.{_slug(r.encoder)}.labels_{r.label_fraction:g}.macro_f1",
                 r.macro_f1_mean,
                 r.macro_f1_std,
-                "02_ssl",
+                course.SSL,
                 f,
             )
-    if (t := _rows(f := run / "03_kd" / "results.csv")) is not None:
+    if (t := _rows(f := in_run(run, course.KD) / "results.csv")) is not None:
         for r in t.to_dict("records"):
             who = "teacher" if "teacher" in str(r["student"]) else f"{_slug(r['student'])}.{_slug(r['method'])}"
             name = f"kd.{who}.labels_{r['budget']:g}"  # T is a choice on validation: `choices` reports it
             for metric in ("test_macro_f1", "test_accuracy"):
-                add(f"{name}.{metric}", r[f"{metric}_mean"], r[f"{metric}_std"] if r["runs"] > 1 else None, "03_kd", f)
-    if (t := _rows(f := run / "04_seg" / "results.csv")) is not None:
+                add(
+                    f"{name}.{metric}", r[f"{metric}_mean"], r[f"{metric}_std"] if r["runs"] > 1 else None, course.KD, f
+                )
+    if (t := _rows(f := in_run(run, course.SEG) / "results.csv")) is not None:
         for r in t.to_dict("records"):
             row = (
                 "best" if r["init"] != "random" else _slug(r["augmentation"])
@@ -97,30 +102,34 @@ def collect(run: Path) -> dict[str, dict]:
                     f"seg.{r['arch']}.{row}.{_slug(r['init'])}.{metric}",
                     r[f"{metric}_mean"],
                     r[f"{metric}_std"] if r["runs"] > 1 else None,
-                    "04_seg",
+                    course.SEG,
                     f,
                 )
-    if (t := _rows(f := run / "05_ensemble" / "segmentation_results.csv")) is not None:
+    if (t := _rows(f := in_run(run, course.ENSEMBLE) / "segmentation_results.csv")) is not None:
         for r in t.to_dict("records"):
             add(
                 f"ens.seg.{_slug(r['model'])}.test_dice",
                 r["test_dice_mean"],
                 r["test_dice_std"] if r["runs"] > 1 else None,
-                "05_ensemble",
+                course.ENSEMBLE,
                 f,
             )
-    if (t := _rows(f := run / "05_ensemble" / "classification_results.csv")) is not None:
+    if (t := _rows(f := in_run(run, course.ENSEMBLE) / "classification_results.csv")) is not None:
         for r in t.to_dict("records"):
             model = re.sub(r"_t[\d.]+$", "_chosen_t", _slug(r["model"]))  # T chosen on validation: a choice
-            add(f"ens.cls.{model}.test_macro_f1", r["macro_f1"], None, "05_ensemble", f)
-    if (t := _rows(f := run / "06_deploy" / "accuracy_by_precision.csv")) is not None:
+            add(f"ens.cls.{model}.test_macro_f1", r["macro_f1"], None, course.ENSEMBLE, f)
+    if (t := _rows(f := in_run(run, course.DEPLOY) / "accuracy_by_precision.csv")) is not None:
         for r in t.to_dict("records"):
             for metric in ("accuracy", "macro_f1", "dice", "iou"):
                 if metric in r:
-                    add(f"deploy.{r['model']}.{_slug(r['runtime'])}.test_{metric}", r[metric], None, "06_deploy", f)
+                    add(f"deploy.{r['model']}.{_slug(r['runtime'])}.test_{metric}", r[metric], None, course.DEPLOY, f)
             if r["runtime"] == "OpenVINO FP32":
                 add(
-                    f"deploy.{r['model']}.fp32_parity_max_abs_logit_diff", r["max_abs_logit_diff"], None, "06_deploy", f
+                    f"deploy.{r['model']}.fp32_parity_max_abs_logit_diff",
+                    r["max_abs_logit_diff"],
+                    None,
+                    course.DEPLOY,
+                    f,
                 )
     return out
 
@@ -128,16 +137,16 @@ def collect(run: Path) -> dict[str, dict]:
 def choices(run: Path) -> dict[str, str]:
     """What each stage chose on validation (best row, temperature, student, vote), read from its saved files."""
     run, out = Path(run), {}
-    if (f := run / "03_kd" / "students" / "index.json").is_file():
+    if (f := in_run(run, course.KD) / "students" / "index.json").is_file():
         out["kd.best_student"] = str(read_json(f).get("best"))
-    if (f := run / "03_kd" / "summary.json").is_file():
+    if (f := in_run(run, course.KD) / "summary.json").is_file():
         for v in read_json(f).get("verdicts", []):
             out[f"kd.{v['student']}.labels_{v['budget']:g}.temperature"] = f"{v['temperature']:g}"
-    if (f := run / "04_seg" / "models" / "index.json").is_file():
+    if (f := in_run(run, course.SEG) / "models" / "index.json").is_file():
         index = read_json(f)
         out |= {f"seg.{arch}.best_row": str(row) for arch, row in index.get("best_rows", {}).items()}
         out["seg.best_model"] = str(index.get("best"))
-    if (f := run / "05_ensemble" / "summary.json").is_file():
+    if (f := in_run(run, course.ENSEMBLE) / "summary.json").is_file():
         summary = read_json(f)
         for verdict in summary.get("segmentation") or []:
             out["ens.seg.best_member"] = str(verdict.get("best_member"))
@@ -276,45 +285,45 @@ def code_paths(run_numerics: dict | None, reference_numerics: dict | None) -> st
 
 # What the report shows per stage: its saved tables (each opens with its provenance line) and key figures.
 SECTIONS = [
-    ("01_eda", "Data", [], ["class_balance.png", "mask_stats.png"]),
+    (course.EDA, "Data", [], ["class_balance.png", "mask_stats.png"]),
     (
-        "02_ssl",
+        course.SSL,
         "Self-supervised pretraining: SimCLR vs random init with few labels",
         ["few_label_eval.md"],
         ["few_label_eval.png"],
     ),
     (
-        "03_kd",
+        course.KD,
         "Knowledge distillation: teacher, students from scratch, distilled, and distilled with a transfer set",
         ["results.md", "cost.md", "cam_scores.md"],
         ["students_macro_f1.png", "confusion_matrices.png", "cam_energy.png"],
     ),
     (
-        "04_seg",
+        course.SEG,
         "Segmentation: the augmentation ablation, in-centre and out-of-centre",
         ["results.md", "cross_centre.md", "external.md"],
         ["ablation_dice.png", "best_worst_cases.png", "out_of_centre_worst_cases.png", "external_centres.png"],
     ),
     (
-        "05_ensemble",
+        course.ENSEMBLE,
         "Ensembles",
         ["segmentation_results.md", "centres.md", "classification_results.md"],
         ["segmentation_ensembles.png", "vote_rescue.png", "centres.png"],
     ),
-    ("06_deploy", "Deployment: OpenVINO precision and speed", ["deployment.md"], ["benchmark.png"]),
+    (course.DEPLOY, "Deployment: OpenVINO precision and speed", ["deployment.md"], ["benchmark.png"]),
 ]
 # The course brief's published numbers that are not the same setting as any run: shown as context, labelled so.
 CONTEXT = {
-    "03_kd": 'Published (course brief, polyp KD project, Kvasir v2 subset): "near 100%" classification, '
+    course.KD: 'Published (course brief, polyp KD project, Kvasir v2 subset): "near 100%" classification, '
     "reported without split, per-class metrics or a normal class; not comparable with any profile here.",
-    "05_ensemble": "Published (course brief, lung STAS segmentation, DeepLabV3+ at 800 px on pathology slides): "
+    course.ENSEMBLE: "Published (course brief, lung STAS segmentation, DeepLabV3+ at 800 px on pathology slides): "
     "3-encoder voting Dice 0.90 / 0.91 vs best single 0.88 / 0.90 (public / private). Another dataset: the size of "
     "the effect is the comparison, not the numbers.",
 }
 
 
 def _published_table(run: Path) -> str:
-    path = run / "04_seg" / "published_comparison.csv"
+    path = in_run(run, course.SEG) / "published_comparison.csv"
     if not path.is_file():
         return ""
     table = pd.read_csv(path)
@@ -382,9 +391,9 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
         "",
     ]
     for stage, title, tables_, figures in SECTIONS:
-        folder = run / stage
+        folder = in_run(run, stage)
         if not folder.is_dir():
-            parts += [f"## {title}", "", f"*Not run for this profile or data (no `{stage}/`).*", ""]
+            parts += [f"## {title}", "", f"*Not run for this profile or data (no `{folder.name}/`).*", ""]
             continue
         summary_file = next((p for p in (folder / "summary.json", folder / "eda_summary.json") if p.is_file()), None)
         summary = read_json(summary_file) if summary_file else {}
@@ -396,11 +405,11 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
         for name in tables_:
             if (folder / name).is_file():
                 parts += [(folder / name).read_text().strip(), ""]
-        if stage == "04_seg" and (published := _published_table(run)):
+        if stage == course.SEG and (published := _published_table(run)):
             parts += [published, ""]
         if stage in CONTEXT:
             parts += [f"*{CONTEXT[stage]}*", ""]
-        parts += [f"![{stage} {fig}]({stage}/{fig})" for fig in figures if (folder / fig).is_file()] + [""]
+        parts += [f"![{folder.name} {fig}]({folder.name}/{fig})" for fig in figures if (folder / fig).is_file()] + [""]
     if reference is not None:
         table = verify(run, reference)
         parts += [

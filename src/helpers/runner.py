@@ -1,7 +1,7 @@
 """Execute the course's notebooks headlessly with Papermill, in order, and record the run.
 
-Each notebook declares its upstream notebooks in its metadata
-(``metadata.course.depends_on``); when one fails, the run goes on with the
+The course table (`helpers.course.COURSE`) says which notebooks each one
+depends on, reads and writes; when one fails, the run goes on with the
 notebooks that do not depend on it, then exits non-zero. A notebook whose
 inputs have not changed since its last successful run is *up to date* and is
 not executed again (``--force`` runs it anyway); see `helpers.incremental`.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import course as course_table
 from . import incremental, numerics, paths
 from .artifacts import read_json, write_json, write_text
 from .profiles import get_profile
@@ -46,25 +47,33 @@ class NotebookSpec:
         return [*self.outputs, f"notebooks/{self.name}.ipynb", f"notebooks/{self.name}.html"]
 
 
-def discover(folder: Path | None = None) -> list[NotebookSpec]:
-    """Notebooks in course order (by file name) with their declared upstream notebooks and outputs."""
+def discover(
+    folder: Path | None = None, course: tuple[course_table.Notebook, ...] = course_table.COURSE
+) -> list[NotebookSpec]:
+    """The notebooks of `folder` in course order (by file name), each with its row of the course table.
+
+    A notebook without a row, or a row without a notebook, is an error: the
+    table is the one place that says what the course is made of.
+    """
     folder = Path(folder or paths.notebooks_dir())
-    specs = []
-    for path in sorted(folder.glob("[0-9]*.ipynb")):
-        meta = nbformat.read(path, as_version=4).metadata.get("course", {})
-        depends = list(meta.get("depends_on", []))
-        specs.append(
-            NotebookSpec(
-                path.stem,
-                path,
-                depends,
-                list(meta.get("requires", [])),
-                list(meta.get("outputs", [])),
-                list(meta.get("reads", depends)),
-                list(meta.get("reads_files", [])),
-            )
+    rows = {row.name: row for row in course}
+    files = {path.stem: path for path in sorted(folder.glob("[0-9]*.ipynb"))}
+    if unlisted := sorted(set(files) - set(rows)):
+        raise SystemExit(f"error: {', '.join(unlisted)} in {folder} not in the course table (helpers/course.py)")
+    if missing := sorted(set(rows) - set(files)):
+        raise SystemExit(f"error: the course table lists {', '.join(missing)}, which {folder} does not have")
+    return [
+        NotebookSpec(
+            name,
+            path,
+            list(rows[name].depends_on),
+            list(rows[name].requires),
+            list(rows[name].outputs),
+            list(rows[name].inputs),
+            list(rows[name].reads_files),
         )
-    return specs
+        for name, path in files.items()
+    ]
 
 
 def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSpec]:
@@ -163,7 +172,7 @@ def run_notebook(spec: NotebookSpec, params: dict, run: Path) -> dict:
 
 def _absent_tasks(spec: NotebookSpec, run: Path) -> list[str]:
     """Data tasks a notebook needs that the prepared data (notebook 00's report) lacks."""
-    report = run / "data" / "data_report.json"
+    report = paths.in_run(run, course_table.DATA) / "data_report.json"
     if not spec.requires or not report.is_file():
         return []
     sources = read_json(report).get("sources", {})
@@ -172,7 +181,7 @@ def _absent_tasks(spec: NotebookSpec, run: Path) -> list[str]:
 
 def _write_manifest(path: Path, prof, started: str, entries: dict, specs: list[NotebookSpec], finished: bool) -> dict:
     """The run manifest; written after every notebook (`finished` False) and once more at the end."""
-    data_report = path.parent / "data" / "data_report.json"
+    data_report = paths.in_run(path.parent, course_table.DATA) / "data_report.json"
     data = read_json(data_report) if data_report.is_file() else {}
     manifest = {
         "profile": prof.name,
@@ -246,7 +255,7 @@ class _State:
     executed: list = field(default_factory=list)
 
 
-def _plan(profile, data_root, only, reports_root, external, notebooks) -> _Plan | int:
+def _plan(profile, data_root, only, reports_root, external, notebooks, course) -> _Plan | int:
     """Check the arguments and pick the notebooks to consider; an exit code (2) for bad arguments."""
     prof = get_profile(profile)
     if data_root:
@@ -265,7 +274,7 @@ def _plan(profile, data_root, only, reports_root, external, notebooks) -> _Plan 
             "synthetic data at full size, which is slow on CPU",
             file=sys.stderr,
         )
-    specs = discover(notebooks)
+    specs = discover(notebooks, course)
     chosen = select(specs, only)
     needed = upstream_of(specs, chosen)
     considered = [s for s in specs if s in chosen or s.name in needed]
@@ -410,15 +419,17 @@ def run_course(
     force: bool = False,
     package: Path | None = None,
     numerics_mode: str = "pinned",
+    course: tuple[course_table.Notebook, ...] = course_table.COURSE,
 ) -> int:
     """Run the out-of-date notebooks among those selected; return the process exit code.
 
     Three steps: plan (arguments, selection), execute (each considered
     notebook in order, in a staging copy), finish (manifest, promotion).
     `package` is the folder whose modules count as the notebooks' code (the
-    installed `helpers` by default; tests point it at a copy they edit).
+    installed `helpers` by default; tests point it at a copy they edit);
+    `notebooks` and `course` a folder of notebooks and its table (tests).
     """
-    plan = _plan(profile, data_root, only, reports_root, external, notebooks)
+    plan = _plan(profile, data_root, only, reports_root, external, notebooks, course)
     if isinstance(plan, int):
         return plan
     numerics.apply(numerics_mode, plan.prof.threads)  # the kernels this run starts inherit it
