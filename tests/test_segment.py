@@ -1,5 +1,7 @@
 """Segmentation metrics (including empty cases) and the polyp copy-paste augmentation."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -262,3 +264,20 @@ def test_grid_scores_every_test_set_and_verdicts_name_it():
     (verdict,) = segment.ablation_verdicts(summary, "unet", "test_out")
     assert verdict["outcome"] == "better" and verdict["test_set"] == "test_out"
     assert verdict["text"].startswith("unet, out-of-centre test:")
+
+
+def test_saved_models_index_round_trips_through_load_model(tmp_path):
+    """The writer of models/index.json sits next to its reader: what save_models writes, load_model rebuilds."""
+    key = ("unet", "resnet18", "+ copy-paste", "random", 0)
+    torch.manual_seed(0)
+    model = segment.build("unet", "resnet18")
+    columns = ["arch", "encoder", "augmentation", "init", "seed"]
+    runs = pd.DataFrame([dict(zip(columns, key), val_dice=0.7, test_dice=0.6)])
+    rows = {"unet": key[2]}
+    entries = segment.save_models(tmp_path, {key: model}, {key}, runs, ["test"], 64, {"epochs": 1}, rows, key)
+    name = segment.checkpoint_name(*key)
+    assert name == "unet_resnet18_copy-paste_random_seed0" and entries[name]["test_dice"] == pytest.approx(0.6)
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["best"] == name and index["checkpoints"][name]["augment"] == augment.ABLATION["+ copy-paste"]
+    loaded = segment.load_model(tmp_path, name)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))

@@ -566,6 +566,53 @@ def checkpoint_name(arch: str, encoder: str, augmentation: str, init: str, seed:
     return f"{arch}_{encoder}_{slug}_{init.lower()}_seed{seed}"
 
 
+def save_models(
+    folder: Path,
+    models: dict[tuple, nn.Module],
+    keep: set[tuple],
+    runs: pd.DataFrame,
+    test_sets: list[str],
+    image_size: int,
+    recipe: dict,
+    best_rows: dict[str, str],
+    best: tuple,
+) -> dict[str, dict]:
+    """Write the kept models' weights and ``index.json``, the file `load_model`, notebooks 05/06 and the report read.
+
+    `models` and `keep` are keyed by (arch, encoder, augmentation, init, seed); each index entry records the
+    architecture and augmentation (plain JSON, no pickled code) and the run's validation and test Dice;
+    `best` is the configuration chosen on validation for deployment. Returns the index entries by name.
+    """
+    from .artifacts import write_json
+    from .training import save_weights
+
+    scores = runs.set_index(["arch", "encoder", "augmentation", "init", "seed"])
+    checkpoints = {}
+    for key in sorted(keep):
+        name = checkpoint_name(*key)
+        save_weights(models[key], Path(folder) / f"{name}.pt")
+        arch, encoder, augmentation, init, seed = key
+        checkpoints[name] = {
+            "arch": arch,
+            "encoder": encoder,
+            "augmentation": augmentation,
+            "augment": ABLATION[augmentation],
+            "init": init,
+            "seed": seed,
+            "val_dice": float(scores.loc[key, "val_dice"]),
+            **{f"{s}_dice": float(scores.loc[key, f"{s}_dice"]) for s in test_sets},
+        }
+    index = {
+        "image_size": image_size,
+        "recipe": recipe,
+        "best_rows": best_rows,
+        "checkpoints": checkpoints,
+        "best": checkpoint_name(*best),
+    }
+    write_json(Path(folder) / "index.json", index)
+    return checkpoints
+
+
 def load_model(folder: Path, name: str) -> nn.Module:
     """A model notebook 04 saved: architecture from ``index.json`` (plain JSON), weights only."""
     from .artifacts import read_json
