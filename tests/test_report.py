@@ -179,3 +179,14 @@ def test_manifest_section_says_which_notebooks_were_reused_and_from_when():
     )
     assert "failed" in rows["01_eda"] and "2026-11-02" in rows["01_eda"]
     assert "writing this report" in rows["07_report"]
+
+
+def test_a_stage_summary_round_trips_and_feeds_the_reports_choices(tmp_path):
+    from helpers.artifacts import read_summary, write_summary
+
+    kd = paths.in_run(tmp_path, course.KD)
+    assert read_summary(kd) == {}  # a stage that did not run
+    verdicts = [{"student": "resnet10t", "budget": 0.1, "temperature": 4.0}]
+    write_summary(kd, "data: synthetic", "- a verdict", verdicts=verdicts)
+    assert read_summary(kd) == {"provenance": "data: synthetic", "verdicts": verdicts, "text": "- a verdict"}
+    assert report.choices(tmp_path) == {"kd.resnet10t.labels_0.1.temperature": "4"}

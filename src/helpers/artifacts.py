@@ -63,3 +63,18 @@ def save_figure(fig: Any, folder: Path, name: str, dpi: int = 110) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+SUMMARY = "summary.json"
+
+
+def write_summary(folder: Path, provenance: str, text: str, **details: Any) -> Path:
+    """A stage's summary.json: the provenance line and headline text the report shows, plus the details (verdicts,
+    choices, tables as records) that later stages and `report.choices` read back with `read_summary`."""
+    return write_json(Path(folder) / SUMMARY, {"provenance": provenance, **details, "text": text})
+
+
+def read_summary(folder: Path) -> dict[str, Any]:
+    """What `write_summary` wrote in `folder`; empty when the stage did not write one (it did not run, or has none)."""
+    path = Path(folder) / SUMMARY
+    return read_json(path) if path.is_file() else {}

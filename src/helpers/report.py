@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from . import course
-from .artifacts import read_json
+from .artifacts import read_json, read_summary
 from .paths import in_run
 
 FLOOR = 0.01
@@ -139,15 +139,13 @@ def choices(run: Path) -> dict[str, str]:
     run, out = Path(run), {}
     if (f := in_run(run, course.KD) / "students" / "index.json").is_file():
         out["kd.best_student"] = str(read_json(f).get("best"))
-    if (f := in_run(run, course.KD) / "summary.json").is_file():
-        for v in read_json(f).get("verdicts", []):
-            out[f"kd.{v['student']}.labels_{v['budget']:g}.temperature"] = f"{v['temperature']:g}"
+    for v in read_summary(in_run(run, course.KD)).get("verdicts", []):
+        out[f"kd.{v['student']}.labels_{v['budget']:g}.temperature"] = f"{v['temperature']:g}"
     if (f := in_run(run, course.SEG) / "models" / "index.json").is_file():
         index = read_json(f)
         out |= {f"seg.{arch}.best_row": str(row) for arch, row in index.get("best_rows", {}).items()}
         out["seg.best_model"] = str(index.get("best"))
-    if (f := in_run(run, course.ENSEMBLE) / "summary.json").is_file():
-        summary = read_json(f)
+    if summary := read_summary(in_run(run, course.ENSEMBLE)):
         for verdict in summary.get("segmentation") or []:
             out["ens.seg.best_member"] = str(verdict.get("best_member"))
         if summary.get("segmentation"):

@@ -210,6 +210,12 @@ def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> di
     return out
 
 
+def decode_and_predict(served: Served, data: bytes, max_pixels: int = MAX_PIXELS, with_overlay: bool = False) -> dict:
+    """What /v1/predict does with an upload's bytes: decode (or a ServeError), predict, and note any conversion."""
+    image, note = decode_image(data, max_pixels)
+    return {**predict(served, image, with_overlay), "note": note}
+
+
 def _draw_video(served: Served, source, target: Path, max_frames: int) -> tuple[list[float], float]:
     """Decode `source`'s first video stream, draw each frame's mask, encode H.264 to `target`; per-frame areas."""
     import av
@@ -360,8 +366,7 @@ def http_vs_in_process(url: str, served: Served, png: bytes, clients: list[int],
     path = f"/v1/predict?model={served.name}"
 
     def in_process(_state: dict) -> bool:
-        image, _ = decode_image(png)
-        return "task" in predict(served, image)
+        return "task" in decode_and_predict(served, png)
 
     def over_http(state: dict) -> bool:
         if "client" not in state:  # one connection per thread, kept alive
@@ -561,9 +566,9 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
         if len(data) > max_bytes:
             raise ServeError("too_large", f"the image is over the limit of {max_bytes / 1e6:g} MB")
         served = pick(name)
-        image, note = decode_image(data, max_pixels)
-        result = await run_in_threadpool(predict, served, image, overlay)
-        return JSONResponse({**result, "note": note})  # already plain JSON types: no validation pass needed
+        # decoding too runs in the thread pool: on the event loop it would serialise every client's decode
+        result = await run_in_threadpool(decode_and_predict, served, data, max_pixels, overlay)
+        return JSONResponse(result)  # already plain JSON types: no validation pass needed
 
     @app.post(
         "/v1/predict-video",
