@@ -178,7 +178,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="Default: synthetic data sized so the whole course runs in <30 min on 2 CPU cores.",
+        description="Default: synthetic data for a 2-core laptop (about 33 min uncontended; the budget is 25).",
         seed=0,
         image_size=64,
         batch_size=32,
