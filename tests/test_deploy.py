@@ -302,6 +302,13 @@ def test_int8_label_is_measured_from_the_graph(exported):
     assert deploy.precision_label({"precision": "FP16"}) == "FP16"
     table = deploy.quantization_table({"seg": xmls["seg"]})
     assert list(table["measured precision"]) == ["FP32", "FP16", "INT8"]
+    control = {"validation_frames": 59, "max_drop": 0.01}
+    strict = {"precision": "INT8", "task": "classification", "accuracy_control": control}
+    assert deploy.rollback_rule(strict).endswith("of 59 validation frames: 0 disagreeing frames allowed")
+    lenient = {**strict, "accuracy_control": {"validation_frames": 300, "max_drop": 0.01}}
+    assert deploy.rollback_rule(lenient).endswith("3 disagreeing frames allowed")
+    assert "mean Dice of at least 0.99" in deploy.rollback_rule({**strict, "task": "segmentation"})
+    assert deploy.rollback_rule({"precision": "FP32"}) == ""
 
 
 # Hostile files (issue 17): nothing silently wrong, nothing of the user's overwritten, no traceback.

@@ -410,9 +410,31 @@ def quantization_table(irs: dict[str, dict[str, Path]]) -> pd.DataFrame:
                     "size_MB": ir_size_mb(xml),
                     "ops left in float": ", ".join(q.get("fp32_ops", [])[:6])
                     + (" …" if len(q.get("fp32_ops", [])) > 6 else ""),
+                    "rollback rule": rollback_rule(meta),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def rollback_rule(card: dict) -> str:
+    """Why accuracy control may leave ops in float: the bar an INT8 IR had to clear, in frames where it counts them.
+
+    Agreement is a share of validation frames, so `max_drop` below 1/frames allows no disagreeing frame at all:
+    one frame that changes class is enough to send layers back to FP32.
+    """
+    control = card.get("accuracy_control")
+    if card.get("precision") != "INT8" or not control:
+        return ""
+    frames, drop = control["validation_frames"], control["max_drop"]
+    if card.get("task") == "classification":
+        allowed = int(drop * frames + 1e-9)
+        return (
+            f"INT8 must give the FP32 class on at least {1 - drop:.0%} of {frames} validation frames: "
+            f"{allowed} disagreeing frame{'' if allowed == 1 else 's'} allowed"
+        )
+    return (
+        f"INT8 masks must keep a mean Dice of at least {1 - drop:.2f} with the FP32 masks on {frames} validation frames"
+    )
 
 
 def read_card(xml: Path) -> dict:
