@@ -9,8 +9,7 @@ below, never by its folder name. Adding a notebook: see the README.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 DATA = "00_data"
 EDA = "01_eda"
@@ -49,9 +48,6 @@ class Notebook:
     @property
     def outputs(self) -> tuple[str, ...]:
         return (self.folder,) if self.writes is None else self.writes
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 COURSE: tuple[Notebook, ...] = (

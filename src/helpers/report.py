@@ -393,8 +393,8 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
         if not folder.is_dir():
             parts += [f"## {title}", "", f"*Not run for this profile or data (no `{folder.name}/`).*", ""]
             continue
-        summary_file = next((p for p in (folder / "summary.json", folder / "eda_summary.json") if p.is_file()), None)
-        summary = read_json(summary_file) if summary_file else {}
+        eda_summary = folder / "eda_summary.json"  # notebook 01's summary: data facts, not a stage's verdicts
+        summary = read_summary(folder) or (read_json(eda_summary) if eda_summary.is_file() else {})
         parts += [f"## {title}", ""]
         if summary.get("provenance") and not tables_:
             parts += [summary["provenance"], ""]
