@@ -1,12 +1,15 @@
 """Classifier building, training, metrics and cost measurements."""
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
 from torch import nn
 
-from helpers import classify, measure
+from helpers import classify, measure, parallel
 from helpers.training import save_weights
 
 
@@ -131,3 +134,41 @@ def test_macs_and_size_of_known_layers():
     assert measure.weights_mb(model) == pytest.approx((4 * 27 + 256 * 5 + 5) * 4 / 1e6)
     row = measure.cost_row("toy", nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1)), 16, repeats=3, threads=1)
     assert row["latency_median_ms"] > 0 and row["latency_p90_ms"] >= row["latency_median_ms"] and row["threads"] == 1
+
+
+def test_teacher_for_refuses_a_teacher_that_could_not_teach(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run notebook 02 first"):
+        classify.teacher_for(tmp_path, ["resnet10t"], [0.1, 1.0])
+    save_weights(classify.build("resnet18", 3), tmp_path / "encoder.pt")
+    (tmp_path / "encoder.json").write_text('{"encoder": "resnet18"}')
+    assert classify.teacher_for(tmp_path, ["resnet10t"], [0.1, 1.0]) == "resnet18"
+    with pytest.raises(ValueError, match="must compress"):
+        classify.teacher_for(tmp_path, ["resnet18"], [1.0])
+    with pytest.raises(ValueError, match="must include 1.0"):
+        classify.teacher_for(tmp_path, ["resnet10t"], [0.1])
+
+
+def test_student_grid_runs_every_method_and_does_not_depend_on_the_worker_count(monkeypatch):
+    x, y = _toy_data(n=24)
+    splits = {"train": (x, y), "val": (x[:12], y[:12]), "test": (x[12:], y[12:])}
+    teacher = classify.build("mobilenetv3_small_100", 3)
+    args = (["mobilenetv3_small_100"], [1.0], [1.0, 3.0], [0, 1], splits, ["r", "g", "b"], {1.0: teacher}, x)
+    kw = dict(epochs=1, lr=1e-3, batch_size=8, image_size=32)
+    runs, models = classify.student_grid(*args, **kw)
+    # per seed: scratch, KD, KD + transfer; plus the first seed's losing temperature trial
+    assert runs.groupby("method").size().to_dict() == {"KD": 3, "KD + transfer": 2, "scratch": 2}
+    assert (~runs["chosen"]).sum() == 1 and sorted(models) == sorted(
+        (runs["student"][0], 1.0, m) for m in classify.METHODS
+    )
+    monkeypatch.setattr(parallel, "workers", lambda: 1)
+    here, _ = classify.student_grid(*args, **kw)
+    pd.testing.assert_frame_equal(runs.drop(columns="train_s"), here.drop(columns="train_s"))
+
+
+def test_save_teacher_writes_what_load_saved_reads(tmp_path):
+    teacher = classify.build("resnet18", 3)
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_macro_f1": [0.2, 0.9, 0.5]})
+    classify.save_teacher(tmp_path, teacher, history, model="resnet18", classes=["a", "b", "c"])
+    assert json.loads((tmp_path / "teacher.json").read_text())["best_epoch"] == 2
+    classify.save_students(tmp_path, {}, {}, ["a", "b", "c"], 32, None)
+    assert torch.equal(classify.load_saved(tmp_path).conv1.weight, teacher.conv1.weight)

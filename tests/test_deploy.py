@@ -4,6 +4,7 @@ handling of every kind of bad input."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -442,3 +443,21 @@ def test_a_card_that_does_not_fit_its_ir_is_a_model_error(exported, tmp_path, ca
     err = capsys.readouterr().err
     assert message in err and str(xml.with_suffix(".json" if changes != "truncated bin" else ".xml")) in err
     assert not (tmp_path / "out").exists()
+
+
+def test_story_table_reads_teacher_student_and_int8_student_side_by_side():
+    steps = [("teacher", "PyTorch FP32", 44.0, 12.0, 0.75), ("student", "PyTorch FP32", 6.0, 6.0, 0.60)]
+    steps += [("student", "OpenVINO INT8", 2.0, 1.0, 0.59)]
+    bench = pd.DataFrame(
+        [
+            {"model": m, "runtime": r, "size_MB": s, "latency_median_ms": ms, "throughput_fps": 1e3 / ms}
+            for m, r, s, ms, _ in steps
+        ]
+    )
+    accuracy = pd.DataFrame([{"model": m, "runtime": r, "accuracy": f, "macro_f1": f} for m, r, _, _, f in steps])
+    cards = {"teacher": {"architecture": "resnet18"}, "student": {"architecture": "resnet10t"}}
+    story = deploy.story_table(accuracy, bench, cards, {("student", "OpenVINO INT8"): "INT8"})
+    assert story["step"].tolist()[-1] == "student (resnet10t), OpenVINO, measured: INT8"
+    assert story["smaller than teacher"].tolist() == [1.0, 44 / 6, 22.0]
+    assert story["speed-up vs teacher"].tolist() == [1.0, 2.0, 12.0]
+    assert story["macro_f1"].tolist() == [0.75, 0.60, 0.59]

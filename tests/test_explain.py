@@ -1,6 +1,7 @@
 """Grad-CAM on a toy model whose answer is known, and the energy pointing game."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
@@ -98,3 +99,14 @@ def test_overlay_and_plot_shapes():
     assert explain.overlay(images[0], cams[0]).shape == (32, 32, 3)
     fig = explain.plot_cams(images, {"a": cams, "b": cams}, ["x", "y"], masks)
     assert len(fig.axes) == 6
+
+
+def test_cam_finding_needs_both_models_above_random_on_both_scores():
+    def table(teacher_hits: float):
+        rows = {"teacher": (0.30, teacher_hits), "student": (0.25, 0.40), "random maps": (0.12, 0.14)}
+        frame = pd.DataFrame(rows, index=["energy_mean", "pointing_hit_rate"]).T
+        return frame.assign(frames=29)
+
+    assert explain.cam_finding(table(0.50), 8).endswith("the maps are above the random baseline on both.")
+    assert "(29 test frames)" in explain.cam_finding(table(0.50), 8)
+    assert "NOT above" in explain.cam_finding(table(0.10), 8)  # the teacher points worse than random maps

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import course, paths, report
+from helpers import course, paths, report, tables
 from helpers.__main__ import main
 
 
@@ -190,3 +190,12 @@ def test_a_stage_summary_round_trips_and_feeds_the_reports_choices(tmp_path):
     write_summary(kd, "data: synthetic", "- a verdict", verdicts=verdicts)
     assert read_summary(kd) == {"provenance": "data: synthetic", "verdicts": verdicts, "text": "- a verdict"}
     assert report.choices(tmp_path) == {"kd.resnet10t.labels_0.1.temperature": "4"}
+
+
+def test_interval_line_reads_each_centre_with_its_interval():
+    table = pd.DataFrame(
+        [{"model": "unet", "centre": "in-centre test", "dice": 0.8, "dice_lo": 0.75, "dice_hi": 0.85}]
+        + [{"model": "unet", "centre": "etis", "dice": 0.4, "dice_lo": 0.3, "dice_hi": 0.5}]
+    )
+    line = tables.interval_line(table)
+    assert line == "unet on in-centre test 0.800 [0.750, 0.850]; unet on etis 0.400 [0.300, 0.500]"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import augment, segment
+from helpers import augment, parallel, segment
 from helpers.training import seed_everything
 
 
@@ -281,3 +281,39 @@ def test_saved_models_index_round_trips_through_load_model(tmp_path):
     assert index["best"] == name and index["checkpoints"][name]["augment"] == augment.ABLATION["+ copy-paste"]
     loaded = segment.load_model(tmp_path, name)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_grid_results_do_not_depend_on_how_many_runs_go_side_by_side(monkeypatch):
+    """Every CPU run trains on one thread, in this process or in a worker: the worker count changes only the time."""
+    data = {s: _toy(4) for s in ("train", "val", "test")}
+    cfg = [{"arch": "unet", "encoder": "resnet18", "augmentation": "geometric", "init": "random"}]
+    side_by_side, models = segment.train_grid(cfg, [0, 1], data, 1, 1e-3, 4)
+    monkeypatch.setattr(parallel, "workers", lambda: 1)
+    here, models_here = segment.train_grid(cfg, [0, 1], data, 1, 1e-3, 4)
+    pd.testing.assert_frame_equal(side_by_side.drop(columns="train_s"), here.drop(columns="train_s"))
+    for key, model in models.items():
+        assert all(
+            torch.equal(a, b) for a, b in zip(model.state_dict().values(), models_here[key].state_dict().values())
+        )
+
+
+def test_centre_drops_reads_each_rows_out_of_centre_loss():
+    summary = pd.DataFrame(
+        [
+            {
+                "arch": "unet",
+                "augmentation": "none",
+                "init": "random",
+                "test_dice_mean": 0.8,
+                "test_out_dice_mean": 0.7,
+            },
+            {
+                "arch": "unet",
+                "augmentation": "geometric",
+                "init": "SSL",
+                "test_dice_mean": 0.6,
+                "test_out_dice_mean": 0.65,
+            },
+        ]
+    )
+    assert segment.centre_drops(summary) == "unet none -0.100; unet geometric + SSL +0.050"

@@ -416,6 +416,58 @@ def quantization_table(irs: dict[str, dict[str, Path]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def story_table(accuracy: pd.DataFrame, bench: pd.DataFrame, cards: dict, measured: dict) -> pd.DataFrame:
+    """Teacher in PyTorch -> student in PyTorch -> student in OpenVINO INT8: size, speed and accuracy, side by side.
+
+    `accuracy` and `bench` have one row per (model, runtime); `measured` maps
+    (model, runtime) to the precision read from the IR's graph, which the
+    table shows instead of the requested one.
+    """
+    rows = []
+    for model, runtime in (("teacher", "PyTorch FP32"), ("student", "PyTorch FP32"), ("student", "OpenVINO INT8")):
+        a = accuracy[(accuracy["model"] == model) & (accuracy["runtime"] == runtime)].iloc[0]
+        b = bench[(bench["model"] == model) & (bench["runtime"] == runtime)].iloc[0]
+        shown = runtime if runtime.startswith("PyTorch") else f"OpenVINO, measured: {measured[(model, runtime)]}"
+        rows.append(
+            {
+                "step": f"{model} ({cards[model]['architecture']}), {shown}",
+                "size_MB": b["size_MB"],
+                "latency_median_ms": b["latency_median_ms"],
+                "throughput_fps": b["throughput_fps"],
+                "accuracy": a["accuracy"],
+                "macro_f1": a["macro_f1"],
+            }
+        )
+    story = pd.DataFrame(rows)
+    story["speed-up vs teacher"] = story["latency_median_ms"].iloc[0] / story["latency_median_ms"]
+    story["smaller than teacher"] = story["size_MB"].iloc[0] / story["size_MB"]
+    return story
+
+
+def deployment_markdown(
+    provenance: str,
+    versions: str,
+    quantized: pd.DataFrame,
+    by_task: dict[str, pd.DataFrame],
+    bench: pd.DataFrame,
+    checks: pd.DataFrame,
+    story: pd.DataFrame | None,
+) -> str:
+    """deployment.md: what each IR is, accuracy and parity per task (`by_task`: task -> (frames, table)), speed."""
+    parts = [provenance, "", versions, "", "## What each IR really is", ""]
+    parts += [
+        "Read from each saved graph: INT8 only when at least 90% of the compute ops and of their weights are 8-bit."
+    ]
+    parts += ["", quantized.round(3).to_markdown(index=False), "", "## Accuracy and parity per precision", ""]
+    for task, (frames, table) in by_task.items():
+        parts += [f"{task}, test split ({frames} frames):", "", table.round(4).to_markdown(index=False), ""]
+    parts += ["## Speed", "", bench.round(3).to_markdown(index=False), "", "## Cross-check with benchmark_app", ""]
+    parts += [checks.drop(columns="command").round(3).to_markdown(index=False)]
+    if story is not None:
+        parts += ["", "## Teacher -> student -> student INT8", "", story.round(3).to_markdown(index=False)]
+    return "\n".join(parts) + "\n"
+
+
 def rollback_rule(card: dict) -> str:
     """Why accuracy control may leave ops in float: the bar an INT8 IR had to clear, in frames where it counts them.
 

@@ -101,6 +101,23 @@ def cam_scores(cams: dict[str, np.ndarray], masks: np.ndarray) -> tuple[pd.DataF
     return per_frame, table
 
 
+def cam_finding(table: pd.DataFrame, stride: int) -> str:
+    """One sentence on `cam_scores`' table (teacher, student, random maps, in that order): above the baseline or not.
+
+    "Above" needs both models above the random maps on both scores, energy in
+    the mask and pointing-game hits.
+    """
+    t, s, r = (table.iloc[i] for i in range(3))
+    above = all(min(t[k], s[k]) > r[k] for k in ("energy_mean", "pointing_hit_rate"))
+    return (
+        f"Grad-CAM at stride {stride} ({int(t['frames'])} test frames): energy in mask teacher {t['energy_mean']:.2f}, "
+        f"student {s['energy_mean']:.2f}, random {r['energy_mean']:.2f}; "
+        f"pointing-game hits {t['pointing_hit_rate']:.0%}, {s['pointing_hit_rate']:.0%}, "
+        f"random {r['pointing_hit_rate']:.0%}: "
+        f"the maps are {'above' if above else 'NOT above'} the random baseline on both."
+    )
+
+
 def overlay(image: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
     """The frame with the map as a 'jet' heat overlay (uint8)."""
     import matplotlib

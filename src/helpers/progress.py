@@ -14,7 +14,9 @@ from typing import TypeVar
 from tqdm import tqdm
 
 T = TypeVar("T")
+QUIET = False  # set in worker processes (helpers.parallel): only the parent's bar is shown
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, **kwargs) -> tqdm:
+    kwargs.setdefault("disable", QUIET)
     return tqdm(iterable, desc=desc, total=total, file=sys.stdout, delay=2, mininterval=5, ascii=True, **kwargs)

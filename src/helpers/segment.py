@@ -22,6 +22,7 @@ from torch import nn
 
 from . import tables
 from .augment import ABLATION, AUGMENTATIONS, SegmentationBatches, augment_batch, unnormalise
+from .parallel import run_all
 from .progress import progress
 from .training import device, extract_features, load_encoder, seed_everything
 
@@ -188,6 +189,45 @@ def summarise(per_image: pd.DataFrame, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _train_one(
+    cfg: dict,
+    seed: int,
+    *,
+    data: dict,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    loss: str,
+    optimizer: str,
+    encoder_weights: Path | None,
+) -> tuple[dict, dict]:
+    """One run of `train_grid` (a job of `helpers.parallel`): its row of results and its weights."""
+    seed_everything(seed)
+    model = build(cfg["arch"], cfg["encoder"], encoder_weights if cfg["init"] == "SSL" else None)
+    start = time.perf_counter()
+    name = f"{cfg['arch']}/{cfg['encoder']} {cfg['augmentation']} {cfg['init']} seed {seed}"
+    augment = cfg.get("augment", ABLATION.get(cfg["augmentation"]))
+    history = fit(model, data["train"], data["val"], augment, epochs, lr, batch_size, seed, loss, optimizer, desc=name)
+    train_s = time.perf_counter() - start
+    scores = {}
+    for name, (images, masks) in data.items():
+        if name not in ("train", "val"):
+            scores |= summarise(per_image_metrics(predict_proba(model, images) >= 0.5, masks), f"{name}_")
+    row = {
+        "arch": cfg["arch"],
+        "encoder": cfg["encoder"],
+        "augmentation": cfg["augmentation"],
+        "init": cfg["init"],
+        "seed": seed,
+        "epochs": epochs,
+        "best_epoch": int(history["val_dice"].idxmax() + 1),
+        "train_s": train_s,
+        "val_dice": float(history["val_dice"].max()),
+        **scores,
+    }
+    return row, model.state_dict()
+
+
 def train_grid(
     configs: list[dict],
     seeds: list[int],
@@ -205,44 +245,32 @@ def train_grid(
     any label with an `augment` list) and `init` ('random' or 'SSL', which
     needs `encoder_weights`). `data` maps "train", "val" and test sets (e.g.
     "test", "test_out", `load_sets`) to (images, masks); each test set gives
-    columns ``<set>_dice``, ``<set>_iou``, .... Returns one row per run and
-    every trained model keyed by (arch, encoder, augmentation, init, seed).
+    columns ``<set>_dice``, ``<set>_iou``, .... The runs go side by side
+    (`helpers.parallel`). Returns one row per run and every trained model
+    keyed by (arch, encoder, augmentation, init, seed).
     """
-    rows, models = [], {}
     for cfg in configs:
-        augment = cfg.get("augment", ABLATION.get(cfg["augmentation"]))
-        if augment is None:
+        if cfg.get("augment", ABLATION.get(cfg["augmentation"])) is None:
             raise ValueError(f"config {cfg}: no `augment` list and {cfg['augmentation']!r} is not an ABLATION row")
         if cfg["init"] == "SSL" and encoder_weights is None:
             raise ValueError("an SSL-initialised config needs `encoder_weights` (notebook 02's encoder.pt)")
-        for seed in seeds:
-            seed_everything(seed)
-            model = build(cfg["arch"], cfg["encoder"], encoder_weights if cfg["init"] == "SSL" else None)
-            start = time.perf_counter()
-            name = f"{cfg['arch']}/{cfg['encoder']} {cfg['augmentation']} {cfg['init']} seed {seed}"
-            history = fit(
-                model, data["train"], data["val"], augment, epochs, lr, batch_size, seed, loss, optimizer, desc=name
-            )
-            train_s = time.perf_counter() - start
-            scores = {}
-            for name, (images, masks) in data.items():
-                if name not in ("train", "val"):
-                    scores |= summarise(per_image_metrics(predict_proba(model, images) >= 0.5, masks), f"{name}_")
-            rows.append(
-                {
-                    "arch": cfg["arch"],
-                    "encoder": cfg["encoder"],
-                    "augmentation": cfg["augmentation"],
-                    "init": cfg["init"],
-                    "seed": seed,
-                    "epochs": epochs,
-                    "best_epoch": int(history["val_dice"].idxmax() + 1),
-                    "train_s": train_s,
-                    "val_dice": float(history["val_dice"].max()),
-                    **scores,
-                }
-            )
-            models[(cfg["arch"], cfg["encoder"], cfg["augmentation"], cfg["init"], seed)] = model
+    jobs = [{"cfg": cfg, "seed": seed} for cfg in configs for seed in seeds]
+    shared = dict(
+        data=data,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        loss=loss,
+        optimizer=optimizer,
+        encoder_weights=encoder_weights,
+    )
+    rows, models = [], {}
+    for job, (row, state) in zip(jobs, run_all(_train_one, jobs, shared, desc="segmentation runs")):
+        cfg = job["cfg"]
+        model = build(cfg["arch"], cfg["encoder"])
+        model.load_state_dict(state)
+        rows.append(row)
+        models[(cfg["arch"], cfg["encoder"], cfg["augmentation"], cfg["init"], job["seed"])] = model.eval()
     return pd.DataFrame(rows), models
 
 
@@ -504,6 +532,14 @@ def with_intervals(per_image: list[pd.DataFrame], seed: int = 0) -> dict[str, fl
         lo, hi = tables.bootstrap_ci(frame[metric].to_numpy(), seed=seed)
         out |= {metric: float(frame[metric].mean()), f"{metric}_lo": lo, f"{metric}_hi": hi}
     return out
+
+
+def centre_drops(summary: pd.DataFrame) -> str:
+    """Out-of-centre minus in-centre mean test Dice for each row of an ablation summary, in one sentence."""
+    return "; ".join(
+        f"{r.arch} {r.augmentation}{' + SSL' if r.init == 'SSL' else ''} {r.test_out_dice_mean - r.test_dice_mean:+.3f}"
+        for r in summary.itertuples()
+    )
 
 
 def centre_scores(models: dict[str, list[nn.Module]], sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:

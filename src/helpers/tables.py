@@ -83,3 +83,11 @@ def interval_markdown(table: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "
             for v, lo, hi in zip(table[m], table[f"{m}_lo"], table[f"{m}_hi"])
         ]
     return shown.to_markdown(index=False)
+
+
+def interval_line(table: pd.DataFrame, metric: str = "dice") -> str:
+    """The per-centre table in one sentence: 'model on centre mean [lo, hi]; ...' (for a summary's bullet)."""
+    return "; ".join(
+        f"{r['model']} on {r['centre']} {r[metric]:.3f} [{r[f'{metric}_lo']:.3f}, {r[f'{metric}_hi']:.3f}]"
+        for _, r in table.iterrows()
+    )

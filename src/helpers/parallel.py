@@ -1,0 +1,101 @@
+"""Independent training runs side by side on a CPU, one thread each.
+
+At the `cpu` profile's 64 px a training step is too small to keep two threads
+busy: a second thread makes a step only about 1.4x faster. Two runs of one
+thread each, in two processes, get more of the grid done in the same time
+(`benchmarks/parallel_runs.py` measures by how much on this machine). It also
+makes the numbers independent of the machine's core count: on a CPU every run
+trains with exactly one thread, so the number of workers changes how long a
+grid takes, never what it computes. On a GPU the runs go one after another in
+this process.
+
+A job is a module-level function (so a spawned process can import it) called
+as ``fn(**shared, **job)``; `shared` (the data, the teachers) is sent to each
+worker once, and each job's result comes back pickled.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from . import progress as progress_module
+from .numerics import THREAD_VARIABLES, threads
+from .progress import progress
+from .training import device
+
+_SHARED: dict[str, Any] = {}
+
+
+def _start_worker(shared: dict[str, Any]) -> None:
+    torch.set_num_threads(1)
+    progress_module.QUIET = True  # bars of two workers would interleave in the log; the parent shows one
+    _SHARED.update(shared)
+
+
+def _call(fn: Callable, job: dict[str, Any]) -> Any:
+    return fn(**_SHARED, **job)
+
+
+@contextmanager
+def _one_thread_environment() -> Iterator[None]:
+    """Spawned workers inherit os.environ: pin them to one thread while the pool starts and runs."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _one_thread_here() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def workers() -> int:
+    """How many runs go side by side: one per thread of the course run (helpers.numerics), 1 on a GPU."""
+    return 1 if device().type != "cpu" else max(1, threads())
+
+
+def run_all(
+    fn: Callable[..., Any], jobs: list[dict[str, Any]], shared: dict[str, Any], desc: str, n_workers: int | None = None
+) -> list[Any]:
+    """`fn(**shared, **job)` for every job; results in the order of `jobs`.
+
+    On a CPU each call runs with one thread, in `n_workers` processes
+    (default `workers()`), or here when there is one worker.
+    """
+    n_workers = workers() if n_workers is None else n_workers
+    if device().type != "cpu":
+        return [fn(**shared, **job) for job in progress(jobs, desc=desc)]
+    if n_workers <= 1 or len(jobs) <= 1:
+        with _one_thread_here():
+            return [fn(**shared, **job) for job in progress(jobs, desc=desc)]
+    results: list[Any] = [None] * len(jobs)
+    context = multiprocessing.get_context("spawn")  # fork would copy a kernel's threads and locks
+    with (
+        _one_thread_environment(),
+        ProcessPoolExecutor(
+            max_workers=min(n_workers, len(jobs)), mp_context=context, initializer=_start_worker, initargs=(shared,)
+        ) as pool,
+    ):
+        futures = {pool.submit(_call, fn, job): i for i, job in enumerate(jobs)}
+        for future in progress(as_completed(futures), desc=f"{desc} ({n_workers} side by side)", total=len(jobs)):
+            results[futures[future]] = future.result()
+    return results
