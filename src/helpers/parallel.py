@@ -1,13 +1,14 @@
 """Independent training runs side by side on a CPU, one thread each.
 
-At the `cpu` profile's 64 px a training step is too small to keep two threads
-busy: a second thread makes a step only about 1.4x faster. Two runs of one
-thread each, in two processes, get more of the grid done in the same time
-(`benchmarks/parallel_runs.py` measures by how much on this machine). It also
-makes the numbers independent of the machine's core count: on a CPU every run
-trains with exactly one thread, so the number of workers changes how long a
-grid takes, never what it computes. On a GPU the runs go one after another in
-this process.
+Why: a run's numbers then do not depend on the machine's core count. On a
+CPU every run of notebook 03's and 04's grids trains with exactly one thread,
+in `workers()` processes, so the number of workers changes how long a grid
+takes, never what it computes (a test trains a grid with one worker and with
+two and compares the weights bit for bit). What it costs or gains in time is
+measured by `benchmarks/parallel_runs.py`: on this project's 2-core machine
+about nothing (4 runs: 0.86x for classifiers, 1.02x for U-Nets, pool start
+included); on a machine with more cores, `--numerics native` runs one worker
+per core. On a GPU the runs go one after another in this process.
 
 A job is a module-level function (so a spawned process can import it) called
 as ``fn(**shared, **job)``; `shared` (the data, the teachers) is sent to each
