@@ -206,13 +206,16 @@ def _check_deploy_outputs(dep, models):
     assert (fp32["max_abs_logit_diff"] <= 1e-3).all()  # parity
     bench = pd.read_csv(dep / "benchmark.csv")
     assert (
-        len(bench) == 4 * len(models) and (bench["latency_median_ms"] > 0).all() and (bench["throughput_fps"] > 0).all()
+        # PyTorch and every IR per model; the teacher, never deployed, is exported in FP32 only
+        len(bench) == 4 * len(models) - 2 * ("teacher" in models)
+        and (bench["latency_median_ms"] > 0).all()
+        and (bench["throughput_fps"] > 0).all()
     )
     assert bench["threads"].nunique() == 1  # PyTorch and OpenVINO timed on the same thread count
     check = pd.read_csv(dep / "benchmark_app_check.csv")
     assert (check["benchmark_app_median_ms"] > 0).all()
     for model in models:
-        for precision in ("fp32", "fp16", "int8"):
+        for precision in ("fp32",) if model == "teacher" else ("fp32", "fp16", "int8"):
             assert deploy.read_card(dep / "ir" / f"{model}_{precision}.xml")["precision"] == precision.upper()
     demo = pd.read_csv(dep / "predictor_demo" / models[-1] / "predictions.csv", keep_default_na=False)
     assert (demo["status"] == "error").sum() == 3 and (demo["status"] == "ok").sum() >= 3

@@ -59,16 +59,6 @@ def _one_thread_environment() -> Iterator[None]:
                 os.environ[name] = value
 
 
-@contextmanager
-def _one_thread_here() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def workers() -> int:
     """How many runs go side by side: one per thread of the course run (helpers.numerics), 1 on a GPU."""
     return 1 if device().type != "cpu" else max(1, threads())
@@ -79,21 +69,21 @@ def run_all(
 ) -> list[Any]:
     """`fn(**shared, **job)` for every job; results in the order of `jobs`.
 
-    On a CPU each call runs with one thread, in `n_workers` processes
-    (default `workers()`), or here when there is one worker.
+    On a CPU each call runs with one thread, in `n_workers` spawned
+    processes (default `workers()`); on a GPU here, one after another.
     """
     n_workers = workers() if n_workers is None else n_workers
     if device().type != "cpu":
         return [fn(**shared, **job) for job in progress(jobs, desc=desc)]
-    if n_workers <= 1 or len(jobs) <= 1:
-        with _one_thread_here():
-            return [fn(**shared, **job) for job in progress(jobs, desc=desc)]
+    # Even one worker is a spawned process: it starts with this environment's numeric pins (helpers.numerics),
+    # which a process that loaded torch before they were set would not follow.
     results: list[Any] = [None] * len(jobs)
     context = multiprocessing.get_context("spawn")  # fork would copy a kernel's threads and locks
+    n_workers = max(1, min(n_workers, len(jobs)))
     with (
         _one_thread_environment(),
         ProcessPoolExecutor(
-            max_workers=min(n_workers, len(jobs)), mp_context=context, initializer=_start_worker, initargs=(shared,)
+            max_workers=n_workers, mp_context=context, initializer=_start_worker, initargs=(shared,)
         ) as pool,
     ):
         futures = {pool.submit(_call, fn, job): i for i, job in enumerate(jobs)}
