@@ -306,6 +306,38 @@ def plot_confusions(results: dict[str, tuple[np.ndarray, np.ndarray]], classes: 
 METHODS = ("scratch", "KD", "KD + transfer")
 
 
+def _fit_on_budget(
+    model: nn.Module,
+    splits: dict,
+    budget: float,
+    label_seed: int,
+    n_classes: int,
+    class_weighted: bool,
+    batch_size: int,
+    **kwargs,
+) -> tuple[pd.DataFrame, int]:
+    """`fit` on a label budget's frames of the train split; returns the history and how many frames that was.
+
+    Teachers and students alike train one pass of the *whole* train split's
+    worth of steps per epoch, whatever the budget, so a few-label run trains as
+    long as an all-label one; (balanced) class weights come from the labelled frames.
+    """
+    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["val"]
+    idx = label_subset(y_tr, budget, label_seed)
+    history = fit(
+        model,
+        x_tr[idx],
+        y_tr[idx],
+        x_va,
+        y_va,
+        batch_size=batch_size,
+        weights=class_weights(y_tr[idx], n_classes) if class_weighted else None,
+        steps_per_epoch=int(np.ceil(len(y_tr) / batch_size)),
+        **kwargs,
+    )
+    return history, len(idx)
+
+
 def _train_teacher(
     budget: float,
     *,
@@ -321,23 +353,20 @@ def _train_teacher(
     class_weighted: bool,
 ) -> tuple[pd.DataFrame, dict]:
     """One teacher run (a job of `helpers.parallel`): its history and weights."""
-    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["val"]
-    idx = label_subset(y_tr, budget, seed)
     seed_everything(seed)
     teacher = build(name, n_classes, encoder_weights=encoder_weights)
-    history = fit(
+    history, _ = _fit_on_budget(
         teacher,
-        x_tr[idx],
-        y_tr[idx],
-        x_va,
-        y_va,
+        splits,
+        budget,
+        seed,
+        n_classes,
+        class_weighted,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
         seed=seed,
         image_size=image_size,
-        weights=class_weights(y_tr[idx], n_classes) if class_weighted else None,
-        steps_per_epoch=int(np.ceil(len(y_tr) / batch_size)),
         desc=f"teacher, {budget:.0%} labels",
     )
     return history, teacher.state_dict()
@@ -404,17 +433,17 @@ def _train_student(
     class_weighted: bool,
 ) -> tuple[dict, dict]:
     """One student run (a job of `helpers.parallel`): its row of results and its weights."""
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = splits["train"], splits["val"], splits["test"]
-    idx = label_subset(y_tr, budget, label_seed)
+    (x_va, y_va), (x_te, y_te) = splits["val"], splits["test"]
     seed_everything(seed)
     model = build(student, len(classes))
     start = time.perf_counter()
-    fit(
+    _, labels = _fit_on_budget(
         model,
-        x_tr[idx],
-        y_tr[idx],
-        x_va,
-        y_va,
+        splits,
+        budget,
+        label_seed,
+        len(classes),
+        class_weighted,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
@@ -423,8 +452,6 @@ def _train_student(
         teacher=None if method == "scratch" else teachers[budget],
         temperature=temperature or 1.0,
         alpha=alpha,
-        weights=class_weights(y_tr[idx], len(classes)) if class_weighted else None,
-        steps_per_epoch=int(np.ceil(len(y_tr) / batch_size)),
         transfer_images=transfer_images if method == "KD + transfer" else None,
         desc=f"{student}, {budget:.0%} labels, {method}"
         + (f" T={temperature:g}" if temperature else "")
@@ -433,7 +460,7 @@ def _train_student(
     row = {
         "student": student,
         "budget": budget,
-        "labels": len(idx),
+        "labels": labels,
         "method": method,
         "temperature": temperature,
         "seed": seed,
