@@ -63,7 +63,7 @@ def main() -> int:
     print(
         f"{index['arch']} student {index['checkpoint']} ({args.profile}), {size} px; "
         f"{len(calibration)} calibration frames (train), {len(val.images)} validation frames; "
-        f"accuracy control: agreement >= {1 - params['int8_max_drop']:.2f}"
+        f"accuracy control: agreement >= {1 - params['int8_max_drop']['classification']:.2f}"
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +76,7 @@ def main() -> int:
                 calibration,
                 ("INT8",),
                 val.images if control else None,
-                params["int8_max_drop"],
+                params["int8_max_drop"]["classification"],
                 fast_bias_correction=fast,
             )["INT8"]
             int8 = softmax(deploy.infer(deploy.compile_ir(xml, args.threads), val.images, card))

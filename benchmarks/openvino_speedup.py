@@ -61,7 +61,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     model, index = student(args.profile)
     params = get_profile(args.profile).params_for("06_openvino_deployment")  # notebook 06's calibration settings
-    max_drop = params["int8_max_drop"]
+    max_drop = params["int8_max_drop"]["classification"]
     arch = index["arch"] if index else "resnet18"
     print(
         f"{arch} ({'checkpoint ' + index['checkpoint'] if index else 'random weights: no notebook 03 checkpoint'}), "

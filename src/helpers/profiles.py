@@ -123,7 +123,10 @@ CPU_NOTEBOOKS: dict[str, dict[str, Any]] = {
         "async_frames": 200,
         "benchmark_app_seconds": 5,
         "parity_tolerance": 1e-3,
-        "int8_max_drop": 0.01,
+        # INT8 must agree with FP32 on validation: all but 1% of the classes; masks at a mean Dice >= 0.98.
+        # At 0.99 for masks NNCF's greedy search reverted 31 of the cpu segmenter's 35 compute ops (3+ minutes):
+        # at 64 px INT8 moves mask borders by ~2% Dice however many ops stay INT8 (notebook 06, section 2).
+        "int8_max_drop": {"classification": 0.01, "segmentation": 0.02},
         "serve_clients": [1, 4, 16],
         "serve_seconds": 3,
     },
