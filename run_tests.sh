@@ -4,5 +4,5 @@
 set -euo pipefail
 source "$(dirname "$0")/scripts/bootstrap.sh"
 cd "$ROOT"
-ruff check --quiet . && ruff format --check --quiet .  # settings in pyproject.toml (notebooks: notebooks/ruff.toml)
+ruff check --quiet . && ruff format --check --quiet .  # settings in pyproject.toml
 exec python -m pytest "$@"

@@ -107,6 +107,32 @@ def test_benchmark_harness_and_benchmark_app(exported):
     assert app["latency_median_ms"] > 0 and app["throughput_fps"] > 0 and "-nthreads 1" in app["command"]
 
 
+def test_bench_table_puts_each_ir_beside_its_pytorch_model_and_prints_the_measured_precision(exported):
+    models, _, xmls = exported
+    measured = {("cls", "OpenVINO INT8"): "INT8", ("cls", "OpenVINO FP16"): "FP16", ("cls", "OpenVINO FP32"): "FP32"}
+    bench = deploy.bench_table({"cls": models["cls"]}, {"cls": xmls["cls"]}, SIZE, 1, 3, 2, 6, measured)
+    assert list(bench["runtime"]) == ["PyTorch FP32", "OpenVINO FP32", "OpenVINO FP16", "OpenVINO INT8"]
+    assert list(bench["measured precision"]) == ["FP32", "FP32", "FP16", "INT8"]
+    assert bench["speed-up vs PyTorch"].iloc[0] == 1 and bench["size vs PyTorch"].iloc[0] == 1
+    int8 = bench.iloc[3]
+    assert int8["size vs PyTorch"] == pytest.approx(int8["size_MB"] / bench["size_MB"].iloc[0])
+    table = deploy.model_table(models, {"cls": exported[1]["cls"], "seg": exported[1]["seg"]})
+    assert list(table["model"]) == ["cls", "seg"] and (table["parameters_M"] > 0).all()
+
+
+def test_demo_inputs_copies_the_frames_and_adds_three_bad_files(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(_frames(1, seed=i)[0]).save(frames / f"f{i}.png")
+    folder = deploy.demo_inputs(tmp_path / "demo", {"segmentation": sorted(str(p) for p in frames.iterdir())})
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(["seg_f0.png", "seg_f1.png", *deploy.BAD_DEMO_FILES])
+    assert (folder / "empty.jpg").stat().st_size == 0
+    assert 0 < (folder / "truncated.jpg").stat().st_size < (frames / "f0.png").stat().st_size
+    assert sorted(p.name for p in frames.iterdir()) == ["f0.png", "f1.png"]  # the user's frames are only read
+
+
 def _good(folder):
     folder.mkdir(exist_ok=True)
     image = Image.fromarray(_frames(1)[0]).resize((60, 45))

@@ -110,3 +110,14 @@ def test_cam_finding_needs_both_models_above_random_on_both_scores():
     assert explain.cam_finding(table(0.50), 8).endswith("the maps are above the random baseline on both.")
     assert "(29 test frames)" in explain.cam_finding(table(0.50), 8)
     assert "NOT above" in explain.cam_finding(table(0.10), 8)  # the teacher points worse than random maps
+
+
+def test_pick_frames_shows_up_to_half_wrong_frames_and_is_seeded():
+    correct = np.array([True] * 8 + [False] * 3)
+    picked = explain.pick_frames(correct, 6, seed=0)
+    assert len(set(picked)) == 6 and (~correct[picked]).sum() == 3
+    assert (explain.pick_frames(correct, 6, seed=0) == picked).all()
+    one_wrong = np.array([True] * 8 + [False])
+    picked = explain.pick_frames(one_wrong, 6)
+    assert len(set(picked)) == 6 and (~one_wrong[picked]).sum() == 1
+    assert len(explain.pick_frames(np.array([True, False]), 6)) == 2  # fewer frames than asked: all of them

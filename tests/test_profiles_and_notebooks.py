@@ -1,6 +1,7 @@
 """One configuration source: notebook defaults equal the cpu profile; notebooks are clean."""
 
 import ast
+import tomllib
 
 import nbformat
 import papermill as pm
@@ -98,4 +99,5 @@ def test_notebook_code_cells_are_short(spec):
     """Notebooks are thin: narrative and calls into helpers. Logic longer than this belongs in the package."""
     cells = [c.source.splitlines() for c in nbformat.read(spec.path, as_version=4).cells if c.cell_type == "code"]
     assert max(len(lines) for lines in cells) <= 20, f"{spec.path.name}: a code cell over 20 lines"
-    assert max(len(line) for lines in cells for line in lines) <= 160, f"{spec.path.name}: a line over 160 characters"
+    width = tomllib.loads((paths.repo_root() / "pyproject.toml").read_text())["tool"]["ruff"]["line-length"]
+    assert max(len(line) for lines in cells for line in lines) <= width, f"{spec.path.name}: a line over {width}"

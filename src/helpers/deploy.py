@@ -30,7 +30,7 @@ from torch import nn
 
 from . import course
 from .artifacts import read_json, write_json
-from .measure import latency_ms, time_call, weights_mb
+from .measure import latency_ms, parameter_count, time_call, weights_mb
 from .training import IMAGENET_MEAN, IMAGENET_STD, extract_features
 
 PRECISIONS = ("FP32", "FP16", "INT8")
@@ -489,6 +489,17 @@ def rollback_rule(card: dict) -> str:
     )
 
 
+def model_table(models: dict[str, nn.Module], cards: dict[str, dict]) -> pd.DataFrame:
+    """What is deployed: each model's task, architecture, checkpoint and size in millions of parameters."""
+    return pd.DataFrame(
+        [
+            {"model": n, "task": c["task"], "architecture": c["architecture"], "checkpoint": c["source"]}
+            | {"parameters_M": parameter_count(models[n]) / 1e6}
+            for n, c in cards.items()
+        ]
+    )
+
+
 def read_card(xml: Path) -> dict:
     """The JSON card next to an IR, checked; a clear error naming the file otherwise."""
     path = Path(xml).with_suffix(".json")
@@ -614,6 +625,34 @@ def bench_torch(model: nn.Module, size: int, threads: int, repeats: int = 50, wa
     }
 
 
+def bench_table(
+    models: dict[str, nn.Module],
+    irs: dict[str, dict[str, Path]],
+    size: int,
+    threads: int,
+    repeats: int,
+    requests: int,
+    async_frames: int,
+    measured: dict[tuple[str, str], str],
+) -> pd.DataFrame:
+    """Each model in eager PyTorch FP32 and in each of its IRs, one harness and thread count, with ratios to PyTorch.
+
+    `measured` maps (model, "OpenVINO <requested>") to the precision read from the IR's graph.
+    """
+    rows = []
+    for name, model_irs in irs.items():
+        rows.append({"model": name, "runtime": "PyTorch FP32", **bench_torch(models[name], size, threads, repeats)})
+        for precision, xml in model_irs.items():
+            speed = bench_openvino(xml, threads, repeats, requests=requests, async_frames=async_frames)
+            rows.append({"model": name, "runtime": f"OpenVINO {precision}", **speed})
+    bench = pd.DataFrame(rows)
+    bench.insert(2, "measured precision", [measured.get(k, "FP32") for k in zip(bench["model"], bench["runtime"])])
+    pytorch = bench.groupby("model")  # each model's first row is its PyTorch one
+    bench["speed-up vs PyTorch"] = pytorch["latency_median_ms"].transform("first") / bench["latency_median_ms"]
+    bench["size vs PyTorch"] = bench["size_MB"] / pytorch["size_MB"].transform("first")
+    return bench
+
+
 def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
     """OpenVINO's own `benchmark_app` on the same IR, shape and threads: one stream, synchronous, f32 inference."""
     size = read_card(xml)["input_size"]
@@ -665,6 +704,24 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def safe_cell(text: str) -> str:
     """A CSV cell a spreadsheet shows as text: a leading =, +, -, @ would start a formula (`=1+2.jpg`)."""
     return "'" + text if text.startswith(FORMULA_START) else text
+
+
+BAD_DEMO_FILES = ("empty.jpg", "notes.jpg", "truncated.jpg")
+
+
+def demo_inputs(folder: Path, files: dict[str, list[str]]) -> Path:
+    """A folder for the predictor's demo: copies of `files` (task -> paths, named `<task>_<name>`) plus three bad
+    files a real folder of frames can hold: an empty one, a text file named .jpg, and a JPEG cut off after a third."""
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    for task, paths in files.items():
+        for f in paths:
+            shutil.copy(f, folder / f"{task[:3]}_{Path(f).name}")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("not an image")
+    good = next(p for p in sorted(folder.iterdir()) if p.stat().st_size > 100)
+    (folder / "truncated.jpg").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    return folder
 
 
 MAX_PIXELS = 40_000_000  # the predictor refuses larger frames (real Kvasir frames are at most ~2 MP)

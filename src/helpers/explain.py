@@ -118,6 +118,15 @@ def cam_finding(table: pd.DataFrame, stride: int) -> str:
     )
 
 
+def pick_frames(correct: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """`n` frames to show, seeded: up to half of them misclassified (the ones worth a look), the rest right."""
+    rng = np.random.default_rng(seed)
+    right, wrong = np.flatnonzero(correct), np.flatnonzero(~np.asarray(correct))
+    k = min(len(wrong), n // 2)
+    picked = [rng.choice(wrong, k, replace=False), rng.choice(right, min(len(right), n - k), replace=False)]
+    return np.concatenate(picked).astype(int)
+
+
 def overlay(image: np.ndarray, cam: np.ndarray, strength: float = 0.45) -> np.ndarray:
     """The frame with the map as a 'jet' heat overlay (uint8)."""
     import matplotlib
