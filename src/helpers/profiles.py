@@ -182,7 +182,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="Default: synthetic data for a 2-core laptop (27 min measured uncontended; the budget is 25).",
+        description="Default: synthetic data for a 2-core laptop (21-24 min measured uncontended; the budget is 25).",
         seed=0,
         image_size=64,
         batch_size=32,
