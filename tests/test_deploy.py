@@ -131,6 +131,8 @@ def test_demo_inputs_copies_the_frames_and_adds_three_bad_files(tmp_path):
     assert (folder / "empty.jpg").stat().st_size == 0
     assert 0 < (folder / "truncated.jpg").stat().st_size < (frames / "f0.png").stat().st_size
     assert sorted(p.name for p in frames.iterdir()) == ["f0.png", "f1.png"]  # the user's frames are only read
+    with pytest.raises(ValueError, match="no frame of over 100 bytes"):
+        deploy.demo_inputs(tmp_path / "nothing", {})
 
 
 def _good(folder):
@@ -487,3 +489,16 @@ def test_story_table_reads_teacher_student_and_int8_student_side_by_side():
     assert story["smaller than teacher"].tolist() == [1.0, 44 / 6, 22.0]
     assert story["speed-up vs teacher"].tolist() == [1.0, 2.0, 12.0]
     assert story["macro_f1"].tolist() == [0.75, 0.60, 0.59]
+
+
+def test_deployment_markdown_leaves_int8_columns_blank_for_float_irs():
+    quantized = pd.DataFrame(
+        [
+            {"model": "m", "requested": "FP32", "int8 compute ops": "", "int8 weight share": None},
+            {"model": "m", "requested": "INT8", "int8 compute ops": "15/15", "int8 weight share": 1.0},
+        ]
+    )
+    checks = pd.DataFrame([{"model": "m", "command": "benchmark_app ...", "ratio": 1.0}])
+    text = deploy.deployment_markdown("data", "versions", quantized, {}, pd.DataFrame([{"a": 1}]), checks, None)
+    table = text.split("## What each IR really is")[1].split("## Accuracy")[0]
+    assert "15/15" in table and "nan" not in table.lower()

@@ -458,7 +458,13 @@ def deployment_markdown(
     parts += [
         "Read from each saved graph: INT8 only when at least 90% of the compute ops and of their weights are 8-bit."
     ]
-    parts += ["", quantized.round(3).to_markdown(index=False), "", "## Accuracy and parity per precision", ""]
+    parts += [
+        "",
+        quantized.round(3).astype(object).fillna("").to_markdown(index=False),
+        "",
+        "## Accuracy and parity per precision",
+        "",
+    ]
     for task, (frames, table) in by_task.items():
         parts += [f"{task}, test split ({frames} frames):", "", table.round(4).to_markdown(index=False), ""]
     parts += ["## Speed", "", bench.round(3).to_markdown(index=False), "", "## Cross-check with benchmark_app", ""]
@@ -719,7 +725,9 @@ def demo_inputs(folder: Path, files: dict[str, list[str]]) -> Path:
             shutil.copy(f, folder / f"{task[:3]}_{Path(f).name}")
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.jpg").write_text("not an image")
-    good = next(p for p in sorted(folder.iterdir()) if p.stat().st_size > 100)
+    good = next((p for p in sorted(folder.iterdir()) if p.stat().st_size > 100), None)
+    if good is None:
+        raise ValueError(f"{folder}: no frame of over 100 bytes to cut short among {files}")
     (folder / "truncated.jpg").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     return folder
 
