@@ -199,6 +199,30 @@ def test_video_errors(client, irs):
     assert client.post("/v1/predict-video", files={"file": ("v.mp4", _video())}).status_code == 200  # still serving
 
 
+def test_a_video_job_can_be_followed_frame_by_frame(client, irs):
+    video = {"file": ("v.mp4", _video())}
+    assert client.post("/v1/predict-video?progress_id=clip-1", files=video).status_code == 200
+    done = client.get("/v1/progress/clip-1").json()
+    assert done == {"progress_id": "clip-1", "state": "done", "frames_done": 6, "frames_total": 6}
+    _error(client.get("/v1/progress/never-sent"), 404, "not_found")
+    _error(client.post("/v1/predict-video?progress_id=../etc", files=video), 400, "invalid_request")  # a key only
+    _error(
+        client.post("/v1/predict-video?progress_id=b1", files={"file": ("v.mp4", b"x" * 500)}), 415, "unsupported_video"
+    )
+    assert client.get("/v1/progress/b1").json()["error"] == "unsupported_video"
+
+    class Watched(dict):  # what a client polling /v1/progress sees, frame after frame
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            if key == "frames_done":
+                seen.append(value)
+
+    seen: list[int] = []
+    segmenter = serve.load_models([irs["segmenter"]], threads=1)["segmenter_fp32"]
+    serve.predict_video(segmenter, _video(frames=5), job=Watched())
+    assert seen == [1, 2, 3, 4, 5]
+
+
 def test_the_bad_request_catalogue_gets_each_its_code(client):
     """The catalogue notebook 06 shows: each request gets the code it is named by (and the documented status)."""
     for code, (endpoint, kwargs) in serve.bad_requests(_png(FRAME)).items():

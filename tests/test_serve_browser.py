@@ -54,6 +54,8 @@ def test_page_shows_the_overlay_and_plays_the_processed_video(server, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
+        sent = []
+        page.on("request", lambda request: sent.append(request.url))
         page.goto(server + "/")
         page.set_input_files("#image-input", str(image))
         page.wait_for_function("document.getElementById('overlay').src.startsWith('data:image/png')", timeout=30_000)
@@ -69,3 +71,4 @@ def test_page_shows_the_overlay_and_plays_the_processed_video(server, tmp_path):
         )
         browser.close()
     assert state["error"] is None and state["width"] == 64 and state["duration"] > 0.5
+    assert any("/v1/predict-video?progress_id=" in url for url in sent)  # so the page can ask how far it got

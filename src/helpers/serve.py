@@ -15,7 +15,9 @@ import base64
 import binascii
 import io
 import queue
+import re
 import tempfile
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,8 @@ MAX_VIDEO_BYTES = 100_000_000
 MAX_VIDEO_FRAMES = 900  # 30 s at 30 fps: a clip, not a procedure (video is slow: every frame is one inference)
 MAX_VIDEO_SECONDS = 60.0
 VIDEO_CONTAINERS = {"mov", "mp4", "avi", "matroska", "webm"}  # FFmpeg's demuxer names; a still image is no video
+PROGRESS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a client's name for one video job: a key, never a path
+KEPT_JOBS = 100  # finished video jobs whose final progress a client can still read
 
 # Every error the service returns: code -> HTTP status. The README lists them.
 ERRORS = {
@@ -216,8 +220,13 @@ def decode_and_predict(served: Served, data: bytes, max_pixels: int = MAX_PIXELS
     return {**predict(served, image, with_overlay), "note": note}
 
 
-def _draw_video(served: Served, source, target: Path, max_frames: int) -> tuple[list[float], float]:
-    """Decode `source`'s first video stream, draw each frame's mask, encode H.264 to `target`; per-frame areas."""
+def _draw_video(
+    served: Served, source, target: Path, max_frames: int, job: dict | None = None
+) -> tuple[list[float], float]:
+    """Decode `source`'s first video stream, draw each frame's mask, encode H.264 to `target`; per-frame areas.
+
+    `job["frames_done"]` counts the frames done so far: how a client watching the job learns how far it got.
+    """
     import av
 
     from .eda import overlay
@@ -241,6 +250,8 @@ def _draw_video(served: Served, source, target: Path, max_frames: int) -> tuple[
             areas.append(float(mask.mean()))
             drawn = np.ascontiguousarray(overlay(rgb, mask, (255, 0, 255))[: encoder.height, : encoder.width])
             sink.mux(encoder.encode(av.VideoFrame.from_ndarray(drawn, format="rgb24")))
+            if job is not None:
+                job["frames_done"] = len(areas)
         if encoder is None:
             raise ServeError("unsupported_video", "the video has no frames")
         sink.mux(encoder.encode(None))
@@ -248,13 +259,19 @@ def _draw_video(served: Served, source, target: Path, max_frames: int) -> tuple[
 
 
 def predict_video(
-    served: Served, data: bytes, max_frames: int = MAX_VIDEO_FRAMES, max_seconds: float = MAX_VIDEO_SECONDS
+    served: Served,
+    data: bytes,
+    max_frames: int = MAX_VIDEO_FRAMES,
+    max_seconds: float = MAX_VIDEO_SECONDS,
+    job: dict | None = None,
 ) -> tuple[bytes, dict]:
     """A video's frames through a segmenter, the mask drawn onto each; returns H.264 MP4 bytes and per-frame areas.
 
     Decoded with PyAV (FFmpeg) from memory. H.264 in yuv420p with the index at
     the front ("faststart", which rewrites the file: it is written in a
     private temporary folder, removed on return) is what browsers play.
+    `job`, when given, is kept up to date while the frames go through:
+    `frames_total` (from the container, None where it does not say) and `frames_done`.
     """
     import av
 
@@ -283,8 +300,10 @@ def predict_video(
                 f"{max_frames} frames",
             )
         target = Path(tmp) / "out.mp4"
+        if job is not None:
+            job.update(frames_total=stream.frames or None, frames_done=0)
         try:
-            areas, fps = _draw_video(served, source, target, max_frames)
+            areas, fps = _draw_video(served, source, target, max_frames, job)
         except (av.error.FFmpegError, ValueError) as exc:
             raise ServeError("unsupported_video", f"the video could not be decoded ({exc})") from None
         mp4 = target.read_bytes()
@@ -516,6 +535,8 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
     def list_models() -> dict:
         return {"models": [m.describe() for m in models.values()]}
 
+    jobs: OrderedDict[str, dict] = OrderedDict()  # progress_id -> that video job's progress
+
     def pick(name: Any) -> Served:
         if name in (None, ""):
             return next(iter(models.values()))
@@ -581,22 +602,46 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
             }
         },
     )
-    async def predict_video_upload(request: Request, response: str = "video"):
+    async def predict_video_upload(request: Request, response: str = "video", progress_id: str | None = None):
         """A video (mp4/avi/mov) in the multipart field `file`: back as H.264 MP4 with the mask on every frame
-        (`?response=json`: JSON with the per-frame polyp areas and the MP4 as base64)."""
+        (`?response=json`: JSON with the per-frame polyp areas and the MP4 as base64). With `?progress_id=ID`
+        (letters, digits, - and _), `GET /v1/progress/ID` tells how many frames are done while it works."""
+        if progress_id is not None and not PROGRESS_ID.fullmatch(progress_id):
+            raise ServeError("invalid_request", "progress_id: 1 to 64 letters, digits, '-' or '_'")
         if int(request.headers.get("content-length") or 0) > MAX_VIDEO_BYTES + 4096:
             raise ServeError("too_large", f"the request is over the limit of {MAX_VIDEO_BYTES / 1e6:g} MB")
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
             raise ServeError("unsupported_media_type", "send the video as multipart/form-data, field 'file'")
-        data, name = await read_upload(request, MAX_VIDEO_BYTES)
-        name = name or next((n for n, m in models.items() if m.card["task"] == "segmentation"), None)
-        if name is None:
-            raise ServeError("unknown_model", "no segmentation model is served: a video needs one")
-        mp4, info = await run_in_threadpool(predict_video, pick(name), data)
+        job = {"state": "uploading", "frames_done": 0, "frames_total": None}
+        if progress_id is not None:
+            jobs[progress_id] = job
+            while len(jobs) > KEPT_JOBS:
+                jobs.popitem(last=False)  # the oldest job's progress is no longer asked for
+        try:
+            data, name = await read_upload(request, MAX_VIDEO_BYTES)
+            name = name or next((n for n, m in models.items() if m.card["task"] == "segmentation"), None)
+            if name is None:
+                raise ServeError("unknown_model", "no segmentation model is served: a video needs one")
+            job["state"] = "working"
+            mp4, info = await run_in_threadpool(predict_video, pick(name), data, job=job)
+            job["state"] = "done"
+        except ServeError as exc:
+            job.update(state="refused", error=exc.code)
+            raise
+        except Exception:
+            job["state"] = "failed"
+            raise
         if response == "json":
             return JSONResponse({**info, "video_mp4_base64": base64.b64encode(mp4).decode("ascii")})
         headers = {"X-Frames": str(info["frames"]), "X-Polyp-Area-Mean": f"{np.mean(info['polyp_areas']):.4f}"}
         return Response(mp4, media_type="video/mp4", headers=headers)
+
+    @app.get("/v1/progress/{progress_id}")
+    def video_progress(progress_id: str) -> dict:
+        """How far the video sent with `?progress_id=` has got: state, frames done, frames in all (if known)."""
+        if progress_id not in jobs:
+            raise ServeError("not_found", f"no video job {progress_id[:64]!r} (send one with ?progress_id=)")
+        return {"progress_id": progress_id, **jobs[progress_id]}
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -613,7 +658,7 @@ img{max-width:26em;border:1px solid #ccc} #error{color:#b00}</style></head>
 <p>Upload a colonoscopy frame: the served model's answer appears beside it. API: <a href="/docs">/docs</a>.</p>
 <p><label>Image: <input type="file" id="image-input" accept="image/*"></label>
 <label>Video: <input type="file" id="video-input" accept="video/*,.mp4,.avi,.mov"></label></p>
-<p id="status"></p><p id="error"></p>
+<p id="status"></p><progress id="video-progress" hidden></progress><p id="error"></p>
 <figure><img id="original" alt=""><figcaption>original</figcaption></figure>
 <figure><img id="overlay" alt=""><figcaption id="result">prediction</figcaption></figure>
 <figure><video id="video-result" controls muted></video><figcaption id="video-caption">video</figcaption></figure>
@@ -643,11 +688,24 @@ document.getElementById("video-input").addEventListener("change", async (event) 
   const file = event.target.files[0];
   if (!file) return;
   const status = document.getElementById("status"), error = document.getElementById("error");
-  status.textContent = "processing every frame of the video… (a few frames per second on a laptop CPU)";
+  status.textContent = "uploading the video…";
   error.textContent = "";
   const body = new FormData();
   body.append("file", file);
-  const response = await fetch("/v1/predict-video", {method: "POST", body});
+  const id = Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
+  const bar = document.getElementById("video-progress");
+  const poll = setInterval(async () => {  // every frame is one inference: say how far it got
+    const r = await fetch("/v1/progress/" + id);
+    if (!r.ok) return;
+    const job = await r.json();
+    if (job.state !== "working") return;
+    bar.hidden = false; bar.value = job.frames_done; bar.max = job.frames_total || job.frames_done + 1;
+    status.textContent = "processing frame " + job.frames_done + (job.frames_total ? " of " + job.frames_total : "")
+      + " (every frame is one inference: a few to a few dozen frames per second on a laptop CPU)";
+  }, 500);
+  const response = await fetch("/v1/predict-video?progress_id=" + id, {method: "POST", body});
+  clearInterval(poll);
+  bar.hidden = true;
   status.textContent = "";
   if (!response.ok) {
     const json = await response.json();
