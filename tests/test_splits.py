@@ -1,12 +1,22 @@
 """Splits: stratified, disjoint, deterministic; official lists used when present."""
 
 from collections import Counter
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from helpers import course, paths
-from helpers.data import DataError, find_split_lists, prepare, read_split_lists, splits_from_lists, stratified_splits
+from helpers.data import (
+    UNUSED,
+    DataError,
+    find_split_lists,
+    prepare,
+    read_split_lists,
+    splits_from_lists,
+    stratified_splits,
+)
+from helpers.profiles import PROFILES
 
 from conftest import SHARED_KVASIR_SEG
 
@@ -64,6 +74,25 @@ def test_splits_csv_is_disjoint_and_complete(cls_tree, tmp_path):
     table = pd.read_csv(paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "splits.csv")
     assert len(table) == 12 and table["file"].is_unique
     assert set(table["split"]) == {"train", "val", "test"}
+
+
+def test_a_profiles_train_cap_keeps_a_seeded_draw_and_every_val_and_test_frame(cls_tree, tmp_path, monkeypatch):
+    def splits(cap, out):
+        monkeypatch.setitem(PROFILES, "smoke", replace(PROFILES["smoke"], max_train_frames=cap))
+        report = prepare("smoke", data_root=cls_tree, reports_root=tmp_path / out, image_size=16).report
+        table = pd.read_csv(paths.in_run(tmp_path / out / "smoke", course.DATA) / "splits.csv")
+        return dict(zip(table["file"], table["split"])), report
+
+    full, _ = splits(None, "all")
+    capped, report = splits(3, "capped")
+    train = {f for f, s in full.items() if s == "train"}
+    assert len(train) > 3 and {f for f, s in capped.items() if s == "train"} < train
+    assert {f for f, s in capped.items() if s == UNUSED} == train - {f for f, s in capped.items() if s == "train"}
+    assert {f: s for f, s in capped.items() if s not in ("train", UNUSED)} == {
+        f: s for f, s in full.items() if s != "train"
+    }  # validation and test frames are never dropped
+    assert report["counts"]["classification"]["train"] == 3 and "3 of the" in report["split_source"]["classification"]
+    assert splits(3, "again")[0] == capped  # the same draw every time
 
 
 @pytest.mark.realdata

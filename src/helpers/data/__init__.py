@@ -6,6 +6,7 @@ Notebook 00 teaches this module; every later notebook only calls `load_split`.
 from .course import (
     OUT_OF_CENTRE,
     TASKS,
+    UNUSED,
     DataSources,
     PreparedData,
     detect_sources,
@@ -44,6 +45,7 @@ from .synthetic import CLASSES, generate, render_frame
 
 __all__ = [
     "OUT_OF_CENTRE",
+    "UNUSED",
     "TASKS",
     "DataSources",
     "PreparedData",

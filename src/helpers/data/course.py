@@ -41,6 +41,7 @@ from .synthetic import CENTRES_FILE, HELD_OUT_CENTRE
 
 TASKS = ("classification", "segmentation", "unlabeled")
 OUT_OF_CENTRE = "test_out"  # the split of a held-out centre's frames: tested on, never trained or chosen on
+UNUSED = "unused"  # train frames over a profile's max_train_frames: recorded, never read
 SPLIT_COLUMNS = ["task", "file", "mask", "label", "split", "stratum", "centre", "sha256", "mask_colours"]
 
 
@@ -184,8 +185,13 @@ def _split_rows(
     val_fraction: float,
     test_fraction: float,
     seed: int,
+    max_train: int | None = None,
 ) -> tuple[list[dict], str, list[BadFile]]:
-    """Split one task's frames; the `held_out` centre's frames form the out-of-centre test split, whole."""
+    """Split one task's frames; the `held_out` centre's frames form the out-of-centre test split, whole.
+
+    Past `max_train` train frames, a seeded draw keeps that many and marks the rest `unused`: validation
+    and test frames are never dropped, so a capped run is scored on the same frames as a full one.
+    """
     lists = find_split_lists(task_root) if task != "unlabeled" else {}
     names = [s.image.stem for s in loaded.samples]
     inside = [i for i, c in enumerate(centres) if not held_out or c != held_out]
@@ -211,6 +217,12 @@ def _split_rows(
         source = f"seeded stratified split (seed {seed}, val {val_fraction:.0%}, test {test_fraction:.0%})"
     for i, sp in zip(inside, chosen):
         split[i] = sp
+    train = [i for i, sp in enumerate(split) if sp == "train"]
+    if max_train is not None and len(train) > max_train:
+        keep = set(np.random.default_rng([seed, len(train)]).choice(train, max_train, replace=False).tolist())
+        for i in train:
+            split[i] = split[i] if i in keep else UNUSED
+        source += f"; {max_train} of the {len(train)} train frames (the profile's max_train_frames, seed {seed})"
     if held_out and len(inside) < len(names):
         source += f"; every frame of centre {held_out!r} held out as the out-of-centre test split ({OUT_OF_CENTRE})"
     infos = loaded.mask_info or [{}] * len(loaded.samples)
@@ -328,6 +340,7 @@ def prepare(
             prof.val_fraction,
             prof.test_fraction,
             seed,
+            prof.max_train_frames,
         )
         rows += task_rows
         bad += problems
