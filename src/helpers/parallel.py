@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -34,7 +36,15 @@ from .training import device
 _SHARED: dict[str, Any] = {}
 
 
-def _start_worker(shared: dict[str, Any]) -> None:
+def _exit_with(parent: int) -> None:
+    """Stop this worker once its parent is gone (a run interrupted, a kernel killed): never train on, unseen."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _start_worker(shared: dict[str, Any], parent: int) -> None:
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     torch.set_num_threads(1)
     progress_module.QUIET = True  # bars of two workers would interleave in the log; the parent shows one
     _SHARED.update(shared)
@@ -83,7 +93,7 @@ def run_all(
     with (
         _one_thread_environment(),
         ProcessPoolExecutor(
-            max_workers=n_workers, mp_context=context, initializer=_start_worker, initargs=(shared,)
+            max_workers=n_workers, mp_context=context, initializer=_start_worker, initargs=(shared, os.getpid())
         ) as pool,
     ):
         futures = {pool.submit(_call, fn, job): i for i, job in enumerate(jobs)}
