@@ -502,3 +502,16 @@ def test_deployment_markdown_leaves_int8_columns_blank_for_float_irs():
     text = deploy.deployment_markdown("data", "versions", quantized, {}, pd.DataFrame([{"a": 1}]), checks, None)
     table = text.split("## What each IR really is")[1].split("## Accuracy")[0]
     assert "15/15" in table and "nan" not in table.lower()
+
+
+def test_the_shell_command_names_the_paths_a_finished_run_has(tmp_path):
+    """Notebook 06 writes into the run's staging copy; the command it prints must work after the run moved it."""
+    stage = tmp_path / "reports" / ".staging" / "cpu" / "06_deploy"
+    command = deploy.predict_command(stage / "ir" / "s.xml", stage / "inputs", stage / "cli")
+    final = tmp_path / "reports" / "cpu" / "06_deploy"
+    assert command.split()[5::2] == [str(final / "ir" / "s.xml"), str(final / "inputs"), str(final / "cli")]
+    plain = deploy.predict_command(tmp_path / "a.xml", tmp_path / "in", tmp_path / "o")  # outside a run: as given
+    assert (
+        plain
+        == f"python -m helpers predict --model {tmp_path / 'a.xml'} --input {tmp_path / 'in'} --out {tmp_path / 'o'}"
+    )

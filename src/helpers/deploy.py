@@ -715,6 +715,17 @@ def safe_cell(text: str) -> str:
 BAD_DEMO_FILES = ("empty.jpg", "notes.jpg", "truncated.jpg")
 
 
+def predict_command(model: Path, inputs: Path, out: Path) -> str:
+    """The shell command that runs the predictor as the notebook did, with the paths the reader will find.
+
+    During a run a notebook writes into the run's staging copy; once the run succeeds that copy is moved
+    into place, so the command names the final paths (`incremental.published`).
+    """
+    from .incremental import published
+
+    return f"python -m helpers predict --model {published(model)} --input {published(inputs)} --out {published(out)}"
+
+
 def demo_inputs(folder: Path, files: dict[str, list[str]]) -> Path:
     """A folder for the predictor's demo: copies of `files` (task -> paths, named `<task>_<name>`) plus three bad
     files a real folder of frames can hold: an empty one, a text file named .jpg, and a JPEG cut off after a third."""
