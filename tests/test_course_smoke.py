@@ -261,6 +261,7 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
     assert set(centres["centre"]) == {"in-centre test", "Hospital-B"} and centres["model"].str.contains("vote").any()
     text = (reports / "smoke" / "REPORT.md").read_text()
     assert "Hospital-B" in text and "published" in text and "95% bootstrap interval" in text
+    assert "no class labels in this data, so no few-label evaluation" in text  # 02 says why its table is absent
     status = {
         e["name"]: e["status"] for e in json.loads((reports / "smoke" / "manifest.json").read_text())["notebooks"]
     }
@@ -268,6 +269,7 @@ def test_course_runs_on_real_kvasir_seg(tmp_path):
     report = json.loads((paths.in_run(reports / "smoke", course.DATA) / "data_report.json").read_text())
     assert report["origin"] == "real" and report["counts"]["segmentation"]["test"] == 120
     assert sum(report["counts"]["segmentation"].values()) == 1000 and not report["bad_files"]
+    assert report["counts"]["segmentation"]["train"] == 96  # the smoke profile's cap; the rest recorded as unused
     assert "splits_medico2020/train.txt" in report["split_source"]["segmentation"]
     sizes = pd.read_csv(paths.in_run(reports / "smoke", course.EDA) / "image_sizes.csv")
     assert sizes.loc[sizes["level_0"] == "segmentation"].set_index("level_1").loc["width", "max"] == 1920
