@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import deploy
+from helpers import course, deploy, paths
 from helpers.__main__ import main
 
 SIZE = 32
@@ -61,9 +61,9 @@ def exported(tmp_path_factory):
 
 def test_export_writes_three_precisions_with_cards_and_int8_is_quantized(exported):
     _, _, xmls = exported
-    for task, paths in xmls.items():
-        assert set(paths) == {"FP32", "FP16", "INT8"}
-        for precision, xml in paths.items():
+    for task, by_precision in xmls.items():
+        assert set(by_precision) == {"FP32", "FP16", "INT8"}
+        for precision, xml in by_precision.items():
             card = deploy.read_card(xml)
             assert card["precision"] == precision and card["input_size"] == SIZE
         assert "FakeQuantize" in xmls[task]["INT8"].read_text()  # NNCF inserted quantize/dequantize pairs
@@ -506,9 +506,9 @@ def test_deployment_markdown_leaves_int8_columns_blank_for_float_irs():
 
 def test_the_shell_command_names_the_paths_a_finished_run_has(tmp_path):
     """Notebook 06 writes into the run's staging copy; the command it prints must work after the run moved it."""
-    stage = tmp_path / "reports" / ".staging" / "cpu" / "06_deploy"
+    stage = paths.in_run(tmp_path / "reports" / paths.STAGING / "cpu", course.DEPLOY)
     command = deploy.predict_command(stage / "ir" / "s.xml", stage / "inputs", stage / "cli")
-    final = tmp_path / "reports" / "cpu" / "06_deploy"
+    final = paths.in_run(tmp_path / "reports" / "cpu", course.DEPLOY)
     assert command.split()[5::2] == [str(final / "ir" / "s.xml"), str(final / "inputs"), str(final / "cli")]
     plain = deploy.predict_command(tmp_path / "a.xml", tmp_path / "in", tmp_path / "o")  # outside a run: as given
     assert (

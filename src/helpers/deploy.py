@@ -719,9 +719,9 @@ def predict_command(model: Path, inputs: Path, out: Path) -> str:
     """The shell command that runs the predictor as the notebook did, with the paths the reader will find.
 
     During a run a notebook writes into the run's staging copy; once the run succeeds that copy is moved
-    into place, so the command names the final paths (`incremental.published`).
+    into place, so the command names the final paths (`paths.published`).
     """
-    from .incremental import published
+    from .paths import published
 
     return f"python -m helpers predict --model {published(model)} --input {published(inputs)} --out {published(out)}"
 

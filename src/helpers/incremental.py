@@ -30,8 +30,10 @@ from pathlib import Path
 
 import nbformat
 
+from .paths import STAGING
+
 PACKAGE = "helpers"
-STAGING, PREVIOUS = ".staging", ".previous"
+PREVIOUS = ".previous"  # the last good run, kept while a new one replaces it
 LOCATION_PARAMETERS = ("reports_root",)  # where a run writes is not an input of what it computes
 
 
@@ -226,18 +228,6 @@ def stale_reasons(previous: dict | None, now: dict, outputs_now: str) -> list[st
 
 def staging_dir(run: Path) -> Path:
     return run.parent / STAGING / run.name
-
-
-def published(path: str | Path) -> Path:
-    """Where a file written by a run in progress will be once the run succeeds: the staging copy moves into place.
-
-    A notebook that tells its reader a path to type later (a shell command) must name this one.
-    """
-    parts = Path(path).parts
-    if STAGING not in parts:
-        return Path(path)
-    i = len(parts) - 1 - parts[::-1].index(STAGING)
-    return Path(*parts[:i], *parts[i + 1 :])
 
 
 def previous_dir(run: Path) -> Path:

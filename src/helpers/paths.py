@@ -28,6 +28,21 @@ def notebooks_dir() -> Path:
     return repo_root() / "notebooks"
 
 
+STAGING = ".staging"  # a run in progress writes to <reports>/.staging/<profile>/, moved into place when it succeeds
+
+
+def published(path: str | Path) -> Path:
+    """Where a file written by a run in progress will be once the run succeeds: the staging copy moves into place.
+
+    A notebook that tells its reader a path to type later (a shell command) must name this one.
+    """
+    parts = Path(path).parts
+    if STAGING not in parts:
+        return Path(path)
+    i = len(parts) - 1 - parts[::-1].index(STAGING)
+    return Path(*parts[:i], *parts[i + 1 :])
+
+
 def reports_root(override: str | Path = "") -> Path:
     """Base folder of all reports; `override` (a notebook's `reports_root`) wins when set."""
     return Path(override).expanduser().resolve() if str(override) else repo_root() / "reports"
