@@ -28,10 +28,9 @@ TARGET = 0.80
 
 def course_frame(profile: str) -> Path:
     """The frame notebook 06 sends its server: the first test frame of the run's segmentation split."""
-    from helpers.data import load_split
+    from helpers.data import split_samples
 
-    test, _ = load_split("segmentation", "test", profile)
-    return Path(test.samples[0].image)
+    return split_samples("segmentation", "test", profile)[1][0].image
 
 
 def rss_mb(pid: int) -> float:

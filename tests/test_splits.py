@@ -11,8 +11,10 @@ from helpers.data import (
     UNUSED,
     DataError,
     find_split_lists,
+    load_split,
     prepare,
     read_split_lists,
+    split_samples,
     splits_from_lists,
     stratified_splits,
 )
@@ -74,6 +76,9 @@ def test_splits_csv_is_disjoint_and_complete(cls_tree, tmp_path):
     table = pd.read_csv(paths.in_run(tmp_path / "r" / "smoke", course.DATA) / "splits.csv")
     assert len(table) == 12 and table["file"].is_unique
     assert set(table["split"]) == {"train", "val", "test"}
+    _, samples, rows = split_samples("classification", "val", "smoke", tmp_path / "r")  # names only, nothing decoded
+    loaded, loaded_rows = load_split("classification", "val", "smoke", tmp_path / "r")
+    assert [s.image for s in samples] == [s.image for s in loaded.samples] and rows.equals(loaded_rows)
 
 
 def test_a_profiles_train_cap_keeps_a_seeded_draw_and_every_val_and_test_frame(cls_tree, tmp_path, monkeypatch):

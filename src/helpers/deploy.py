@@ -31,6 +31,7 @@ from torch import nn
 from . import course
 from .artifacts import read_json, write_json
 from .measure import latency_ms, parameter_count, time_call, weights_mb
+from .paths import published
 from .training import IMAGENET_MEAN, IMAGENET_STD, extract_features
 
 PRECISIONS = ("FP32", "FP16", "INT8")
@@ -721,8 +722,6 @@ def predict_command(model: Path, inputs: Path, out: Path) -> str:
     During a run a notebook writes into the run's staging copy; once the run succeeds that copy is moved
     into place, so the command names the final paths (`paths.published`).
     """
-    from .paths import published
-
     return f"python -m helpers predict --model {published(model)} --input {published(inputs)} --out {published(out)}"
 
 

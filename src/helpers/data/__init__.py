@@ -17,6 +17,7 @@ from .course import (
     provenance,
     read_data_report,
     resolve_sources,
+    split_samples,
 )
 from .external import describe_external, load_external, prepare_external
 from .images import (
@@ -54,6 +55,7 @@ __all__ = [
     "load_split",
     "polyp_counts",
     "prepare",
+    "split_samples",
     "provenance",
     "read_data_report",
     "resolve_sources",

@@ -220,8 +220,8 @@ def _split_rows(
     train = [i for i, sp in enumerate(split) if sp == "train"]
     if max_train is not None and len(train) > max_train:
         keep = set(np.random.default_rng([seed, len(train)]).choice(train, max_train, replace=False).tolist())
-        for i in train:
-            split[i] = split[i] if i in keep else UNUSED
+        for i in set(train) - keep:
+            split[i] = UNUSED
         source += f"; {max_train} of the {len(train)} train frames (the profile's max_train_frames, seed {seed})"
     if held_out and len(inside) < len(names):
         source += f"; every frame of centre {held_out!r} held out as the out-of-centre test split ({OUT_OF_CENTRE})"
@@ -448,6 +448,25 @@ def read_data_report(profile: str, reports_root: str | Path = "", data_root: str
     return report
 
 
+def split_samples(
+    task: str, split: str | list[str] | None, profile: str, reports_root: str | Path = ""
+) -> tuple[Path, list[Sample], pd.DataFrame]:
+    """The files of one task's split(s) as notebook 00 recorded them, without decoding any: (task root,
+    samples, their rows of ``splits.csv``). `split=None`: every split of the task."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    report = read_data_report(profile, reports_root)
+    root = report["sources"][task]
+    if root is None:
+        raise ValueError(f"the data in {report['data_root']} has no {task} layout")
+    table = pd.read_csv(paths.data_report_dir(profile, reports_root) / "splits.csv", keep_default_na=False)
+    wanted = [split] if isinstance(split, str) else split
+    rows = table[(table["task"] == task) & (table["split"].isin(wanted) if wanted else True)].reset_index(drop=True)
+    root = Path(root)
+    samples = [Sample(root / r.file, r.label or None, (root / r.mask) if r.mask else None) for r in rows.itertuples()]
+    return root, samples, rows
+
+
 def load_split(
     task: str,
     split: str | list[str] | None,
@@ -461,20 +480,10 @@ def load_split(
     `split=None` loads every split of the task. Returns the set and its rows of
     ``splits.csv`` in the same order.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    report = read_data_report(profile, reports_root)
-    root = report["sources"][task]
-    if root is None:
-        raise ValueError(f"the data in {report['data_root']} has no {task} layout")
-    table = pd.read_csv(paths.data_report_dir(profile, reports_root) / "splits.csv", keep_default_na=False)
-    wanted = [split] if isinstance(split, str) else split
-    rows = table[(table["task"] == task) & (table["split"].isin(wanted) if wanted else True)].reset_index(drop=True)
-    root = Path(root)
-    samples = [Sample(root / r.file, r.label or None, (root / r.mask) if r.mask else None) for r in rows.itertuples()]
+    root, samples, rows = split_samples(task, split, profile, reports_root)
     loaded, bad = load_samples(
         samples,
-        image_size or report["image_size"],
+        image_size or read_data_report(profile, reports_root)["image_size"],
         cache or ImageCache(paths.cache_dir()),
         desc=f"{task}/{split or 'all'}",
     )
