@@ -100,6 +100,16 @@ def test_a_profiles_train_cap_keeps_a_seeded_draw_and_every_val_and_test_frame(c
     assert splits(3, "again")[0] == capped  # the same draw every time
 
 
+def test_a_task_can_take_larger_evaluation_splits_than_the_profiles(cls_tree, tmp_path, monkeypatch):
+    wider = replace(PROFILES["smoke"], task_fractions={"classification": (0.25, 0.5)})
+    assert wider.fractions("classification") == (0.25, 0.5)
+    assert wider.fractions("segmentation") == (wider.val_fraction, wider.test_fraction)  # other tasks keep the default
+    monkeypatch.setitem(PROFILES, "smoke", wider)
+    report = prepare("smoke", data_root=cls_tree, reports_root=tmp_path / "r", image_size=16).report
+    assert report["counts"]["classification"] == {"train": 3, "val": 3, "test": 6}  # 12 frames
+    assert "val 25%, test 50%" in report["split_source"]["classification"]
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(not SHARED_KVASIR_SEG.is_dir(), reason="real Kvasir-SEG not present (../shared/data/kvasir-seg)")
 def test_real_kvasir_seg_official_lists():

@@ -337,8 +337,7 @@ def prepare(
             strata,
             centres,
             held_out_centre,
-            prof.val_fraction,
-            prof.test_fraction,
+            *prof.fractions(task),
             seed,
             prof.max_train_frames,
         )
