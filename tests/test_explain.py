@@ -101,15 +101,24 @@ def test_overlay_and_plot_shapes():
     assert len(fig.axes) == 6
 
 
-def test_cam_finding_needs_both_models_above_random_on_both_scores():
-    def table(teacher_hits: float):
-        rows = {"teacher": (0.30, teacher_hits), "student": (0.25, 0.40), "random maps": (0.12, 0.14)}
-        frame = pd.DataFrame(rows, index=["energy_mean", "pointing_hit_rate"]).T
-        return frame.assign(frames=29)
-
-    assert explain.cam_finding(table(0.50), 8).endswith("the maps are above the random baseline on both.")
-    assert "(29 test frames)" in explain.cam_finding(table(0.50), 8)
-    assert "NOT above" in explain.cam_finding(table(0.10), 8)  # the teacher points worse than random maps
+def test_cam_finding_calls_a_model_above_random_only_beyond_twice_the_standard_error():
+    rows = {  # energy mean, energy std, hit rate, hit std
+        "teacher": (0.154, 0.095, 0.112, 0.317),
+        "student": (0.201, 0.093, 0.193, 0.396),
+        "random maps": (0.122, 0.072, 0.101, 0.303),
+    }
+    cols = ["energy_mean", "energy_std", "pointing_hit_rate", "pointing_hit_std"]
+    table = pd.DataFrame(rows, index=cols).T.assign(frames=109)
+    text = explain.cam_finding(table, 8)
+    assert "(109 test frames)" in text
+    # energy: teacher 0.032 above random, 2 standard errors = 2 * sqrt((0.095^2 + 0.072^2) / 109) = 0.023
+    assert "teacher clearly above random on energy in mask" in text
+    assert "student clearly above random on energy in mask" in text
+    # pointing: teacher 0.011 above, 2 SE = 0.084: noise; student 0.092 above, 2 SE = 0.095: not clear either
+    assert "teacher NOT clearly above random on pointing" in text
+    assert "student NOT clearly above random on pointing" in text
+    table.loc["student", "pointing_hit_rate"] = 0.25  # 0.149 above random, 2 SE = 0.096 (std kept)
+    assert "student clearly above random on pointing" in explain.cam_finding(table, 8)
 
 
 def test_pick_frames_shows_up_to_half_wrong_frames_and_is_seeded():
