@@ -196,7 +196,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="Default: synthetic data for a 2-core laptop (21-24 min measured uncontended; the budget is 25); "
+        description="Default: synthetic data for a 2-core laptop (19.5 min measured uncontended; the budget is 25); "
         "real Kvasir-SEG 31 min (500 train frames; budget 40).",
         seed=0,
         image_size=64,
