@@ -196,7 +196,8 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="Default: synthetic data for a 2-core laptop (19.5 min measured uncontended; the budget is 25); "
+        description="Default: synthetic data for a 2-core laptop (19.5 min measured uncontended, ~27 at the "
+        "machine's earlier, slower speed; the budget is 25); "
         "real Kvasir-SEG 31 min (500 train frames; budget 40).",
         seed=0,
         image_size=64,
@@ -209,7 +210,7 @@ PROFILES: dict[str, Profile] = {
         # per run on one core); 500 keep the whole course within 40 minutes. The synthetic sets are smaller.
         max_train_frames=500,
         # Classification: 30% val and test each (215 + 215 synthetic frames; train 287, was 273). At 15% the test split
-        # held 59 frames: one frame moved macro F1 by ~0.02, so teacher and students (0.08 apart on 1,600 more
+        # held 59 frames: one frame moved macro F1 by ~0.02, so teacher and students (0.06-0.10 apart on 1,596 more
         # frames) could not be told apart.
         task_fractions={"classification": (0.3, 0.3)},
         notebook_params=_changed(),
