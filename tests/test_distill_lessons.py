@@ -64,6 +64,15 @@ def test_three_way_kd_verdicts_use_the_one_rule():
     assert distill.verdicts(_summary(0.60, 0.01), "s", 0.1)["comparisons"][2]["outcome"] == "worse"
 
 
+def test_verdicts_start_with_the_teacher_against_scratch():
+    v = distill.verdicts(_summary(0.90, 0.01), "s", 0.1, teacher=0.83)  # scratch 0.80 +- 0.014 over two seeds
+    assert v["teacher_vs_scratch"]["outcome"] == "better" and v["teacher_vs_scratch"]["gain"] == pytest.approx(0.03)
+    assert "the teacher (0.830) **is better than** scratch (+0.030)" in v["text"]
+    close = distill.verdicts(_summary(0.90, 0.01, spread=0.02), "s", 0.1, teacher=0.82)  # +0.02 inside 0.028
+    assert close["teacher_vs_scratch"]["outcome"] == "tie_above"
+    assert "teacher_vs_scratch" not in distill.verdicts(_summary(0.90, 0.01), "s", 0.1)
+
+
 def test_mean_std_and_markdown():
     frame = pd.DataFrame({"g": ["a", "a", "b"], "x": [1.0, 3.0, 5.0]})
     table = mean_std(frame, ["g"], ["x"])

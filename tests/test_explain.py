@@ -109,8 +109,8 @@ def test_cam_finding_calls_a_model_above_random_only_beyond_twice_the_standard_e
     }
     cols = ["energy_mean", "energy_std", "pointing_hit_rate", "pointing_hit_std"]
     table = pd.DataFrame(rows, index=cols).T.assign(frames=109)
-    text = explain.cam_finding(table, 8)
-    assert "(109 test frames)" in text
+    text = explain.cam_finding(table, explain.cam_name("hirescam", 16))
+    assert text.startswith("HiResCAM at stride 16 (109 test frames)")
     # energy: teacher 0.032 above random, 2 standard errors = 2 * sqrt((0.095^2 + 0.072^2) / 109) = 0.023
     assert "teacher clearly above random on energy in mask" in text
     assert "student clearly above random on energy in mask" in text
@@ -118,7 +118,46 @@ def test_cam_finding_calls_a_model_above_random_only_beyond_twice_the_standard_e
     assert "teacher NOT clearly above random on pointing" in text
     assert "student NOT clearly above random on pointing" in text
     table.loc["student", "pointing_hit_rate"] = 0.25  # 0.149 above random, 2 SE = 0.096 (std kept)
-    assert "student clearly above random on pointing" in explain.cam_finding(table, 8)
+    assert "student clearly above random on pointing" in explain.cam_finding(table, "Grad-CAM")
+
+
+class TwoStages(PlantedFeature):
+    """PlantedFeature with timm's `feature_info`: the red detector at stride 2 and a 4 x 4 average of it at stride 8."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AvgPool2d(4)
+        self.feature_info = [{"module": "act", "reduction": 2}, {"module": "pool", "reduction": 8}]
+
+    def forward(self, x):
+        return self.head(self.pool(self.act(self.detector(x))).mean(dim=(2, 3)))
+
+
+def test_choose_cam_scores_every_candidate_and_picks_the_weaker_models_largest_lead():
+    images, masks = _frames(8)
+    models = {"a": TwoStages(), "b": TwoStages()}
+    table, chosen = explain.choose_cam(models, images, [1] * 8, masks, ["gradcam", "hirescam"], [2, 8], seed=0)
+    assert list(zip(table["method"], table["stride"])) == [
+        ("gradcam", 2),
+        ("gradcam", 8),
+        ("hirescam", 2),
+        ("hirescam", 8),
+    ]
+    assert table["chosen"].sum() == 1 and chosen["method"] == table.loc[table["chosen"], "method"].item()
+    # the planted square: every map points at it at stride 2, whichever method
+    assert (table.loc[table["stride"] == 2, ["a pointing", "b pointing"]] == 1.0).all().all()
+    lead = table[["a pointing", "b pointing"]].min(axis=1) - table["random pointing"]
+    assert table["weaker lead, pointing"].tolist() == pytest.approx(lead.tolist())
+    assert chosen["weaker lead, pointing"] == pytest.approx(lead.max())
+    # a model that looks nowhere drags its candidates down: the weaker model decides
+    blind = TwoStages()
+    with torch.no_grad():
+        blind.head.weight.zero_()
+    table, _ = explain.choose_cam({"a": TwoStages(), "blind": blind}, images, [1] * 8, masks, ["gradcam"], [2], seed=0)
+    assert np.isnan(table.loc[0, "blind pointing"]) and table.loc[0, "a pointing"] == 1.0  # no gradient, no map
+    assert table.loc[0, "weaker lead, pointing"] == pytest.approx(-table.loc[0, "random pointing"])
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        explain.gradcam(TwoStages(), TwoStages().act, images, [1] * 8, method="scorecam")
 
 
 def test_pick_frames_shows_up_to_half_wrong_frames_and_is_seeded():

@@ -76,13 +76,17 @@ def entropy_vs_temperature(logits: torch.Tensor, temperatures: list[float]) -> p
 COMPARISONS = (("KD", "scratch"), ("KD + transfer", "scratch"), ("KD + transfer", "KD"))
 
 
-def verdicts(summary: pd.DataFrame, student: str, budget: float, metric: str = "macro_f1") -> dict:
+def verdicts(
+    summary: pd.DataFrame, student: str, budget: float, metric: str = "macro_f1", teacher: float | None = None
+) -> dict:
     """KD vs scratch, KD + transfer vs scratch and KD + transfer vs KD, for one student at one label budget.
 
     `summary` is a tables.mean_std table over seeds of the chosen runs, with
     columns student, budget, labels, method, temperature and `test_<metric>_*`.
     Each comparison uses `tables.compare`: a gain is clear only beyond the
-    larger standard deviation over seeds.
+    larger standard deviation over seeds. With `teacher` (that budget's
+    teacher's test score, one run), the text starts with teacher vs scratch:
+    the most distillation could pass on.
     """
     rows = summary[(summary["student"] == student) & (summary["budget"] == budget)].set_index("method")
     out = {"student": student, "budget": float(budget), "labels": int(rows["labels"].iloc[0])}
@@ -91,6 +95,10 @@ def verdicts(summary: pd.DataFrame, student: str, budget: float, metric: str = "
         out[method] = float(rows.loc[method, f"test_{metric}_mean"])
         out[f"{method} std"] = float(rows.loc[method, f"test_{metric}_std"])
     parts, out["comparisons"] = [], []
+    if teacher is not None:
+        judged = tables.compare(teacher, 0.0, out["scratch"], out["scratch std"])
+        out["teacher"], out["teacher_vs_scratch"] = float(teacher), judged
+        parts.append(f"the teacher ({teacher:.3f}) **{judged['words']}** scratch ({judged['gain']:+.3f})")
     for new, base in COMPARISONS:
         judged = tables.compare(out[new], out[f"{new} std"], out[base], out[f"{base} std"])
         out["comparisons"].append({"new": new, "base": base, **judged})

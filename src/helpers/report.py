@@ -139,8 +139,11 @@ def choices(run: Path) -> dict[str, str]:
     run, out = Path(run), {}
     if (f := in_run(run, course.KD) / "students" / "index.json").is_file():
         out["kd.best_student"] = str(read_json(f).get("best"))
-    for v in read_summary(in_run(run, course.KD)).get("verdicts", []):
+    kd = read_summary(in_run(run, course.KD))
+    for v in kd.get("verdicts", []):
         out[f"kd.{v['student']}.labels_{v['budget']:g}.temperature"] = f"{v['temperature']:g}"
+    if cam := kd.get("cam_choice"):
+        out["kd.cam"] = f"{cam['method']} at stride {cam['stride']}"
     if (f := in_run(run, course.SEG) / "models" / "index.json").is_file():
         index = read_json(f)
         out |= {f"seg.{arch}.best_row": str(row) for arch, row in index.get("best_rows", {}).items()}
