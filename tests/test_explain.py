@@ -112,13 +112,13 @@ def test_cam_finding_calls_a_model_above_random_only_beyond_twice_the_standard_e
     text = explain.cam_finding(table, explain.cam_name("hirescam", 16))
     assert text.startswith("HiResCAM at stride 16 (109 test frames)")
     # energy: teacher 0.032 above random, 2 standard errors = 2 * sqrt((0.095^2 + 0.072^2) / 109) = 0.023
-    assert "teacher clearly above random on energy in mask" in text
-    assert "student clearly above random on energy in mask" in text
+    assert "teacher clearly above random maps on energy in mask" in text
+    assert "student clearly above random maps on energy in mask" in text
     # pointing: teacher 0.011 above, 2 SE = 0.084: noise; student 0.092 above, 2 SE = 0.095: not clear either
-    assert "teacher NOT clearly above random on pointing" in text
-    assert "student NOT clearly above random on pointing" in text
+    assert "teacher NOT clearly above random maps on pointing" in text
+    assert "student NOT clearly above random maps on pointing" in text
     table.loc["student", "pointing_hit_rate"] = 0.25  # 0.149 above random, 2 SE = 0.096 (std kept)
-    assert "student clearly above random on pointing" in explain.cam_finding(table, "Grad-CAM")
+    assert "student clearly above random maps on pointing" in explain.cam_finding(table, "Grad-CAM")
 
 
 class TwoStages(PlantedFeature):
@@ -158,6 +158,28 @@ def test_choose_cam_scores_every_candidate_and_picks_the_weaker_models_largest_l
     assert table.loc[0, "weaker lead, pointing"] == pytest.approx(-table.loc[0, "random pointing"])
     with pytest.raises(ValueError, match="unknown CAM method"):
         explain.gradcam(TwoStages(), TwoStages().act, images, [1] * 8, method="scorecam")
+
+
+def test_centre_maps_ignore_the_image_and_the_finding_judges_against_them_too():
+    maps = explain.centre_maps(3, 16)
+    assert maps.shape == (3, 16, 16) and (maps[0] == maps[2]).all() and maps[0].max() == pytest.approx(maps[0, 7, 8])
+    masks = np.zeros((2, 16, 16))
+    masks[0, 6:10, 6:10], masks[1, :3, :3] = 1, 1  # a central polyp is hit, one in the corner is not
+    assert explain.pointing_game(maps[:2], masks).tolist() == [1.0, 0.0]
+    rows = {  # energy mean, energy std, hit rate, hit std
+        "teacher": (0.207, 0.14, 0.228, 0.42),
+        "student": (0.168, 0.073, 0.156, 0.364),
+        "random maps": (0.126, 0.075, 0.092, 0.289),
+        "centre map": (0.221, 0.12, 0.435, 0.496),
+    }
+    cols = ["energy_mean", "energy_std", "pointing_hit_rate", "pointing_hit_std"]
+    table = pd.DataFrame(rows, index=cols).T.assign(frames=294)
+    text = explain.cam_finding(table, "HiResCAM at stride 16")
+    assert "random maps 9%, centre map 44%" in text  # 0.435 shows as 44%
+    # teacher 0.136 above random, 2 SE = 2 * sqrt((0.42^2 + 0.289^2) / 294) = 0.059
+    assert "teacher clearly above random maps on pointing" in text
+    assert "teacher NOT clearly above centre map on pointing" in text  # it is below
+    assert "student NOT clearly above centre map on energy in mask" in text
 
 
 def test_pick_frames_shows_up_to_half_wrong_frames_and_is_seeded():
