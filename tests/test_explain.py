@@ -161,7 +161,7 @@ def test_choose_cam_scores_every_candidate_and_picks_the_weaker_models_largest_l
 
 
 def test_centre_maps_ignore_the_image_and_the_finding_judges_against_them_too():
-    maps = explain.centre_maps(3, 16)
+    maps = explain.baselines(3, 16, stride=8)["centre map"]
     assert maps.shape == (3, 16, 16) and (maps[0] == maps[2]).all() and maps[0].max() == pytest.approx(maps[0, 7, 8])
     masks = np.zeros((2, 16, 16))
     masks[0, 6:10, 6:10], masks[1, :3, :3] = 1, 1  # a central polyp is hit, one in the corner is not

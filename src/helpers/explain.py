@@ -111,6 +111,12 @@ def centre_maps(n: int, size: int) -> np.ndarray:
     return np.repeat(np.exp(-(yy**2 + xx**2) / (2 * (size / 4) ** 2))[None], n, axis=0)
 
 
+def baselines(n: int, size: int, stride: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The two maps that ignore the image, named as `cam_finding` expects: random maps at the stride's resolution
+    and the centre map."""
+    return {"random maps": random_maps(n, size, max(1, size // stride), seed), "centre map": centre_maps(n, size)}
+
+
 def cam_scores(cams: dict[str, np.ndarray], masks: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per frame, per map: energy share inside the mask and pointing-game hit; and their mean, std, median.
 

@@ -108,7 +108,6 @@ CPU_NOTEBOOKS: dict[str, dict[str, Any]] = {
         # Map method and layer stride, chosen on validation frames with masks (explain.choose_cam). Measured on the
         # c70df09 run's validation frames, weaker model's pointing-game lead over random maps: Grad-CAM 0.00 (stride 8)
         # / 0.08 (16), HiResCAM 0.04 / 0.10; a 96 or 128 px CAM pass of the 64 px models was no better.
-        "cam_methods": ["gradcam", "hirescam"],
         "cam_strides": [8, 16],
         "cam_examples": 6,
     },
