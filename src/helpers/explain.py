@@ -167,7 +167,7 @@ def choose_cam(
             cams = {
                 name: gradcam(m, cam_layer(m, stride), images, targets, method=method) for name, m in models.items()
             }
-            cams["random maps"] = random_maps(len(images), size, max(1, size // stride), seed)
+            cams["random maps"] = baselines(len(images), size, stride, seed)["random maps"]
             _, table = cam_scores(cams, masks)
             rand = table.loc["random maps"]
             row = {"method": method, "stride": stride}

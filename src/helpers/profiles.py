@@ -89,7 +89,7 @@ CPU_NOTEBOOKS: dict[str, dict[str, Any]] = {
     # Teacher: notebook 02's ResNet-18 (11.2 M parameters); students ResNet-10t (4.9 M) and MobileNetV3-small
     # (1.5 M), so the teacher is larger than every student. Two teachers (one per label budget), students
     # 2 x 2 x 7 runs each. Students: 2 seeds, 6 epochs (for the time budget). The teacher trains once, 100 epochs
-    # (3.5 min, side by side with the few-label one). All-label teacher, validation / 1,596 extra synthetic frames
+    # (6.2 min, side by side with the few-label one). All-label teacher, validation / 1,596 extra synthetic frames
     # (seed 7, never a split of the course), macro F1: 60 epochs 0.83 / 0.79 and 0.83 / 0.83 (seeds 0, 1); 100 epochs
     # 0.84 / 0.83 and 0.86 / 0.84; 25 epochs (before the 30% split) 0.78 on the extra frames. A ResNet-10t from
     # scratch, 6 epochs: 0.75 / 0.73. The few-label teacher stays at 0.71 / 0.68 at 60 and at 100 epochs.
@@ -199,7 +199,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         name="cpu",
-        description="Default: synthetic data for a 2-core laptop (19.5 min measured uncontended, ~27 at the "
+        description="Default: synthetic data for a 2-core laptop (20.5 min measured uncontended, ~28 at the "
         "machine's earlier, slower speed; the budget is 25); "
         "real Kvasir-SEG 31 min (500 train frames; budget 40).",
         seed=0,
@@ -212,10 +212,11 @@ PROFILES: dict[str, Profile] = {
         # Real data on a laptop: Kvasir-SEG's 748 train frames made notebook 04 alone ~26 minutes (14 runs, 223 s
         # per run on one core); 500 keep the whole course within 40 minutes. The synthetic sets are smaller.
         max_train_frames=500,
-        # Classification: 25% val, 50% test of 1,440 synthetic frames (about 288 train, 288 val, 576 test). At 15%
-        # the test split held 59 frames, at 30% 215: a standard error of ~0.03 in macro F1, as large as the gap between
-        # the all-label teacher and ResNet-10t from scratch on 215 frames (+0.020), while on 1,596 more frames (seed 7,
-        # never a split) the two were 0.09 apart. The train split keeps its size, so training costs the same.
+        # Classification: 25% val, 50% test of the 1,154 in-centre frames among 1,440 (289 train, 288 val, 577 test).
+        # At 15% the test split held 59 frames, at 30% 215: a standard error of ~0.03 in macro F1, as large as the
+        # gap between the all-label teacher and ResNet-10t from scratch on 215 frames (+0.020), while on 1,596 more
+        # frames (seed 7, never a split) the two were 0.09 apart. The train split keeps its size:
+        # training costs the same.
         task_fractions={"classification": (0.25, 0.5)},
         notebook_params=_changed(),
     ),
