@@ -1,6 +1,7 @@
 """Every notebook of the course, executed with Papermill in the smoke profile."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -84,6 +85,16 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
 
     checked = report.verify(run, json.loads(paths.reference_file("smoke").read_text()))
     assert set(checked["status"]) <= {"OK", "SAME"}, checked[~checked["status"].isin(["OK", "SAME"])].to_string()
+    # the teacher ablation (scripts/teacher_ablation.py) runs on a finished run: both inits at each budget
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "teacher_ablation.py"
+    command = [sys.executable, str(script), "--profile", "smoke", "--reports-root", str(reports), "--epochs", "1"]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows = [line for line in printed.splitlines() if line.startswith("|") and ("random" in line or "SimCLR" in line)]
+    assert len(rows) == 4 and sum("random" in r for r in rows) == 2 and sum("SimCLR" in r for r in rows) == 2, printed
+    assert "scored on validation only" in printed
     assert manifest["numerics"]["mode"] == "pinned" and manifest["numerics"]["threads"] == 2
     assert manifest["numerics"]["variables"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     # another CPU code path: MKL and NumPy capped at AVX2 as on a CPU without AVX-512. Under the course's pin

@@ -1,0 +1,74 @@
+"""Does notebook 03's teacher owe its score to notebook 02's pretraining? A diagnosis on the validation split.
+
+    python scripts/teacher_ablation.py [--profile cpu] [--reports-root DIR] [--epochs N] [--lrs 1e-3 ...]
+
+After a run (`./run_all.sh`), trains each label budget's teacher as notebook 03
+does (same architecture, epochs, batch size, class weights, seed and pinned
+numerics, `helpers.numerics`), once from notebook 02's SimCLR encoder and once
+from random initialisation (at each learning rate of `--lrs`; default the
+profile's), and prints validation macro F1: at the best epoch (the one a
+teacher keeps) and averaged over the last ten epochs. The SimCLR rows at the
+profile's learning rate repeat the run's own teachers (their validation score
+is in 03_kd/results.md). The test split is never read. On the cpu profile
+(4 runs of 100 epochs, two side by side) it takes about 12 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from helpers import numerics
+from helpers.profiles import PROFILES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
+    parser.add_argument("--reports-root", default="", help="where the run's reports are (default: reports/)")
+    parser.add_argument("--epochs", type=int, help="teacher epochs (default: the profile's teacher_epochs)")
+    parser.add_argument("--lrs", type=float, nargs="+", help="learning rates (default: the profile's)")
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
+    numerics.apply("pinned", profile.threads)  # a course run's code path; torch must load after it
+    import numpy as np
+
+    from helpers import classify, course, data, paths
+
+    params = profile.params_for("03_knowledge_distillation")
+    ssl_dir = paths.stage_dir(args.profile, course.SSL, args.reports_root, create=False)
+    if not (ssl_dir / "encoder.pt").is_file():
+        print(
+            f"error: {ssl_dir / 'encoder.pt'} is missing: run ./run_all.sh first (notebook 02 writes it)",
+            file=sys.stderr,
+        )
+        return 2
+    report = data.read_data_report(args.profile, args.reports_root)
+    classes, size = report["classes"], profile.image_size
+    splits = {}
+    for split in ("train", "val"):
+        loaded, rows = data.load_split("classification", split, args.profile, args.reports_root, size)
+        splits[split] = (loaded.images, np.array([classes.index(c) for c in rows["label"]]))
+    name = classify.teacher_for(ssl_dir, params["students"], params["label_budgets"])
+    table = classify.teacher_ablation(
+        name,
+        ssl_dir / "encoder.pt",
+        params["label_budgets"],
+        args.lrs or [params["teacher_lr"]],
+        splits,
+        len(classes),
+        epochs=args.epochs or params["teacher_epochs"],
+        batch_size=profile.batch_size,
+        image_size=size,
+        seed=profile.seed,
+        class_weighted=params["class_weighted"],
+    )
+    split_note = f"train {len(splits['train'][1])} / val {len(splits['val'][1])} frames; scored on validation only"
+    print(data.provenance(report, split_note))
+    print(f"\n{name} teachers, {args.epochs or params['teacher_epochs']} epochs, validation macro F1:\n")
+    print(table.round(3).to_markdown(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
