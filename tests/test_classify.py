@@ -1,6 +1,7 @@
 """Classifier building, training, metrics and cost measurements."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -165,10 +166,53 @@ def test_student_grid_runs_every_method_and_does_not_depend_on_the_worker_count(
     pd.testing.assert_frame_equal(runs.drop(columns="train_s"), here.drop(columns="train_s"))
 
 
-def test_save_teacher_writes_what_load_saved_reads(tmp_path):
-    teacher = classify.build("resnet18", 3)
-    history = pd.DataFrame({"epoch": [1, 2, 3], "val_macro_f1": [0.2, 0.9, 0.5]})
-    classify.save_teacher(tmp_path, teacher, history, model="resnet18", classes=["a", "b", "c"])
-    assert json.loads((tmp_path / "teacher.json").read_text())["best_epoch"] == 2
+def test_save_teacher_writes_what_load_saved_reads_and_every_curve(tmp_path):
+    teacher, few = classify.build("resnet18", 3), classify.build("resnet18", 3)
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_macro_f1": [0.2, 0.9, 0.5], "train_loss": [1.0, 0.5, 0.25]})
+    curve = history.assign(val_macro_f1=[0.1, 0.3, 1 / 3])
+    recipe = dict(model="resnet18", epochs=3, lr=1e-3, seed=0)
+    classify.save_teacher(
+        tmp_path, {0.1: (few, curve), 1.0: (teacher, history)}, keep=1.0, classes=list("abc"), **recipe
+    )
+    facts = json.loads((tmp_path / "teacher.json").read_text())
+    assert facts["best_epoch"] == 2 and facts["budget"] == 1.0 and facts["lr"] == 1e-3
     classify.save_students(tmp_path, {}, {}, ["a", "b", "c"], 32, None)
     assert torch.equal(classify.load_saved(tmp_path).conv1.weight, teacher.conv1.weight)
+    # the curves come back exactly, keyed by (budget, lr), only for the recipe the teachers were trained with
+    known, why_not = classify.saved_teacher_histories(tmp_path, model="resnet18", epochs=3, seed=0)
+    assert why_not == "" and sorted(known) == [(0.1, 1e-3), (1.0, 1e-3)]
+    pd.testing.assert_frame_equal(known[0.1, 1e-3], curve)
+    pd.testing.assert_frame_equal(known[1.0, 1e-3], history)
+    known, why_not = classify.saved_teacher_histories(tmp_path, model="resnet18", epochs=100, seed=0)
+    assert known == {} and "epochs (3, not 100)" in why_not
+    (tmp_path / classify.TEACHER_HISTORIES).unlink()
+    assert "missing" in classify.saved_teacher_histories(tmp_path, model="resnet18")[1]
+
+
+def test_teacher_ablation_trains_only_the_runs_it_does_not_already_have(monkeypatch):
+    calls = []
+
+    def fake_run_all(fn, jobs, shared, desc):
+        calls.extend(jobs)
+        return [(pd.DataFrame({"epoch": [1, 2], "val_macro_f1": [0.4, 0.5]}), {}) for _ in jobs]
+
+    monkeypatch.setattr(classify, "run_all", fake_run_all)
+    y = np.repeat([0, 1, 2], 10)
+    splits = {"train": (np.zeros((30, 8, 8, 3), np.uint8), y)}
+    known = {(1.0, 1e-3): pd.DataFrame({"epoch": [1, 2], "val_macro_f1": [0.9, 0.7]})}
+    kw = dict(epochs=2, batch_size=4, image_size=8, seed=0, known=known)
+    table = classify.teacher_ablation("resnet18", Path("encoder.pt"), [0.1, 1.0], [1e-3], splits, 3, **kw)
+    # four runs in the table; the SimCLR run at 100% labels was read, the other three trained
+    assert (
+        len(table) == 4
+        and len(calls) == 3
+        and {"budget": 1.0, "encoder_weights": Path("encoder.pt"), "lr": 1e-3} not in calls
+    )
+    read = table[table["source"] != "trained here"].iloc[0]
+    assert (read["budget"], read["init"], read["val_macro_f1_best"], read["best_epoch"]) == (
+        1.0,
+        "SimCLR (notebook 02)",
+        0.9,
+        1,
+    )
+    assert table.loc[table["source"] == "trained here", "val_macro_f1_best"].eq(0.5).all()

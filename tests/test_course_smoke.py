@@ -85,16 +85,27 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
 
     checked = report.verify(run, json.loads(paths.reference_file("smoke").read_text()))
     assert set(checked["status"]) <= {"OK", "SAME"}, checked[~checked["status"].isin(["OK", "SAME"])].to_string()
-    # the teacher ablation (scripts/teacher_ablation.py) runs on a finished run: both inits at each budget
+    # the teacher ablation (scripts/teacher_ablation.py) runs on a finished run: both inits at each budget; the
+    # SimCLR runs are the run's own teachers, read from 03_kd, and trained again (--retrain) they come out identical
     import subprocess
     import sys
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "teacher_ablation.py"
     command = [sys.executable, str(script), "--profile", "smoke", "--reports-root", str(reports), "--epochs", "1"]
-    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rows = [line for line in printed.splitlines() if line.startswith("|") and ("random" in line or "SimCLR" in line)]
-    assert len(rows) == 4 and sum("random" in r for r in rows) == 2 and sum("SimCLR" in r for r in rows) == 2, printed
-    assert "scored on validation only" in printed
+
+    def ablation_rows(*extra: str) -> dict[str, list[str]]:
+        printed = subprocess.run([*command, *extra], capture_output=True, text=True, check=True).stdout
+        assert "scored on validation only" in printed
+        rows = [line.split("|")[1:-1] for line in printed.splitlines() if "random" in line or "SimCLR" in line]
+        assert len(rows) == 4 and sorted(r[2].strip() for r in rows)[:2] == ["SimCLR (notebook 02)"] * 2, printed
+        return {" ".join(r[:3]): r for r in rows}
+
+    read, retrained = ablation_rows(), ablation_rows("--retrain")
+    assert {k: r[-1].strip() for k, r in read.items() if "SimCLR" in k} == dict.fromkeys(
+        [k for k in read if "SimCLR" in k], "the run's teacher (03_kd)"
+    )
+    assert all(r[-1].strip() == "trained here" for r in retrained.values())
+    assert {k: r[:-1] for k, r in read.items()} == {k: r[:-1] for k, r in retrained.items()}
     assert manifest["numerics"]["mode"] == "pinned" and manifest["numerics"]["threads"] == 2
     assert manifest["numerics"]["variables"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     # another CPU code path: MKL and NumPy capped at AVX2 as on a CPU without AVX-512. Under the course's pin

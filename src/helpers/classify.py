@@ -81,10 +81,35 @@ def teacher_for(ssl_dir: Path, students: list[str], budgets: list[float]) -> str
     return name
 
 
-def save_teacher(kd_dir: Path, teacher: nn.Module, history: pd.DataFrame, **facts) -> None:
-    """teacher.pt (weights only) and teacher.json (`facts`, the best epoch): what `load_saved` builds it from."""
+TEACHER_HISTORIES = "teacher_histories.csv"
+
+
+def save_teacher(kd_dir: Path, teachers: dict[float, tuple[nn.Module, pd.DataFrame]], keep: float, **facts) -> None:
+    """The teacher trained on `keep` of the labels as teacher.pt (weights only) and teacher.json (`facts`, its
+    best epoch): what `load_saved` builds it from. Every budget's fine-tuning curve goes to teacher_histories.csv,
+    so that scripts/teacher_ablation.py can compare against these teachers without training them again."""
+    teacher, history = teachers[keep]
     save_weights(teacher, Path(kd_dir) / "teacher.pt")
-    write_json(Path(kd_dir) / "teacher.json", {**facts, "best_epoch": int(history["val_macro_f1"].idxmax() + 1)})
+    best_epoch = int(history.loc[history["val_macro_f1"].idxmax(), "epoch"])
+    write_json(Path(kd_dir) / "teacher.json", {**facts, "budget": keep, "best_epoch": best_epoch})
+    curves = pd.concat({b: h for b, (_, h) in teachers.items()}, names=["budget", None]).reset_index(level=0)
+    curves.to_csv(Path(kd_dir) / TEACHER_HISTORIES, index=False)
+
+
+def saved_teacher_histories(kd_dir: Path, **recipe) -> tuple[dict[tuple[float, float], pd.DataFrame], str]:
+    """The run's teacher curves, keyed by (budget, lr), if its teachers were trained with `recipe` (the facts in
+    teacher.json); otherwise nothing, and the reason."""
+    facts_file, curves_file = Path(kd_dir) / "teacher.json", Path(kd_dir) / TEACHER_HISTORIES
+    if not facts_file.is_file() or not curves_file.is_file():
+        return {}, f"{curves_file} is missing (a run from before it was written)"
+    facts = read_json(facts_file)
+    differ = [k for k, v in recipe.items() if facts.get(k) != v]
+    if differ:
+        return {}, "the run's teachers had another " + ", ".join(
+            f"{k} ({facts.get(k)!r}, not {recipe[k]!r})" for k in differ
+        )
+    curves = pd.read_csv(curves_file)
+    return {(b, facts["lr"]): h.drop(columns="budget").reset_index(drop=True) for b, h in curves.groupby("budget")}, ""
 
 
 def checkpoint_name(student: str, method: str, temperature: float | None) -> str:
@@ -384,20 +409,29 @@ def teacher_ablation(
     image_size: int,
     seed: int,
     class_weighted: bool = True,
+    known: dict[tuple[float, float], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Does a teacher owe its score to pretraining? Each budget's teacher from the SSL encoder and from random init.
 
     The recipe of `train_teachers` at each learning rate in `lrs`; one row per
     run with validation macro F1 at the best epoch (the one a teacher keeps)
-    and averaged over the last ten epochs (free of that pick). The test split
-    is not touched: this is a diagnosis, and a diagnosis must not choose on it.
+    and averaged over the last ten epochs (free of that pick). SSL-initialised
+    runs found in `known` (curves by (budget, lr), from `saved_teacher_histories`)
+    are read, not trained again. The test split is not touched: this is a
+    diagnosis, and a diagnosis must not choose on it.
     """
+    known = known or {}
     inits = (encoder_weights, None)
     jobs = [{"budget": b, "encoder_weights": w, "lr": lr} for b in budgets for w in inits for lr in lrs]
+    todo = [j for j in jobs if not (j["encoder_weights"] and (j["budget"], j["lr"]) in known)]
     shared = dict(name=name, splits=splits, n_classes=n_classes, epochs=epochs, batch_size=batch_size)
     shared |= dict(image_size=image_size, seed=seed, class_weighted=class_weighted)
+    trained = run_all(_train_teacher, todo, shared, desc="teacher ablation") if todo else []
+    fresh = {(j["budget"], j["encoder_weights"], j["lr"]): history for j, (history, _) in zip(todo, trained)}
     rows = []
-    for job, (history, _) in zip(jobs, run_all(_train_teacher, jobs, shared, desc="teacher ablation")):
+    for job in jobs:
+        key = (job["budget"], job["encoder_weights"], job["lr"])
+        history = fresh[key] if key in fresh else known[job["budget"], job["lr"]]
         f1 = history["val_macro_f1"]
         rows.append(
             {
@@ -408,6 +442,7 @@ def teacher_ablation(
                 "val_macro_f1_best": float(f1.max()),
                 "best_epoch": int(history.loc[f1.idxmax(), "epoch"]),
                 "val_macro_f1_last10": float(f1.tail(10).mean()),
+                "source": "trained here" if key in fresh else "the run's teacher (03_kd)",
             }
         )
     return pd.DataFrame(rows)
