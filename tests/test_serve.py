@@ -240,3 +240,46 @@ def test_background_server_answers_and_stops(irs):
         assert list(refused["code"]) == list(refused["bad input"])
         assert list(refused["status"]) == [serve.ERRORS[c] for c in refused["code"]]
     assert process.poll() is not None  # stopped on leaving the block
+
+
+FIRST_CALLS = """
+import sys, threading
+import numpy as np
+from helpers import serve
+
+served = next(iter(serve.load_models([sys.argv[1]]).values()))  # OpenVINO's default: more than one infer request
+frame = np.zeros((served.card["input_size"],) * 2 + (3,), np.uint8)
+sys.setswitchinterval(1e-6)  # threads busy with Python, as a server's event loop is, ask for the GIL all the time
+
+
+def spin():
+    while True:
+        pass
+
+
+for _ in range(2):
+    threading.Thread(target=spin, daemon=True).start()
+start = threading.Barrier(8)
+calls = [threading.Thread(target=lambda: (start.wait(), served.infer(frame))) for _ in range(8)]
+for t in calls:
+    t.start()
+for t in calls:
+    t.join()
+print("all answered", served.pool.maxsize, flush=True)
+"""
+
+
+def test_concurrent_first_requests_do_not_deadlock(irs):
+    # Without the warm-up in load_models this hung in 12 of 13 fresh processes: OpenVINO's Python binding
+    # initialises static data on its first call, and a thread waiting for that initialisation holds the GIL
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", FIRST_CALLS, str(irs["segmenter"])], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("eight concurrent first inferences on a freshly loaded model deadlocked")
+    assert done.returncode == 0 and "all answered" in done.stdout, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 1  # the race needs two infer requests

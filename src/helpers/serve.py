@@ -116,8 +116,14 @@ def load_models(xmls: list[Path], threads: int | None = None) -> dict[str, Serve
         compiled = deploy.compile_ir(xml, threads, hint="THROUGHPUT")
         n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         pool: queue.Queue = queue.Queue(maxsize=n)
+        blank = np.zeros((1, card["input_size"], card["input_size"], 3), np.uint8)
         for _ in range(n):
-            pool.put(compiled.create_infer_request())
+            request = compiled.create_infer_request()
+            # One inference here, on one thread, before any client: OpenVINO's Python binding initialises
+            # static data on its first call, and concurrent first calls can deadlock on that and the GIL
+            # (measured: a fresh server hung under concurrent first requests; tests/test_serve.py).
+            request.infer({0: deploy.to_input(blank, card)})
+            pool.put(request)
         models[xml.stem] = Served(xml.stem, xml, card, compiled, pool)
     if not models:
         raise ValueError("no model to serve: pass --model PATH.xml at least once")
