@@ -1,9 +1,11 @@
 """What HTTP costs: the INT8 segmenter called in process vs through `python -m helpers serve`, under load.
 
-    python benchmarks/serve_load.py [--model reports/cpu/06_deploy/ir/segmenter_int8.xml] [--frame FILE] [--seconds 5]
+    python benchmarks/serve_load.py [--model reports/cpu/06_deploy/ir/segmenter_int8.xml] [--frame FILE] [--seconds 8]
 
 Side by side in one run, for 1, 4 and 16 concurrent clients, each for a fixed
-time: requests per second, p50 / p99 latency and errors. In process, each
+time: requests per second, p50 / p99 latency and errors, the two modes taking
+turns in `--rounds` rounds (so that a slow spell of a shared machine falls on
+both alike). In process, each
 client thread calls what the endpoint calls (decode the uploaded frame, resize,
 infer on the shared pool of infer requests, encode the mask PNG); over HTTP,
 each client thread posts the same file as a multipart upload to a server
@@ -45,7 +47,8 @@ def main() -> int:
     default = paths.stage_dir("cpu", course.DEPLOY, create=False) / "ir" / "segmenter_int8.xml"
     parser.add_argument("--model", default=str(default), help="an IR of notebook 06 (default: the cpu INT8 segmenter)")
     parser.add_argument("--frame", help="the image every request sends (default: notebook 06's, a cpu test frame)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="load time per setting")
+    parser.add_argument("--seconds", type=float, default=8.0, help="load time per setting, over all rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="turns each mode takes per client count")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     args = parser.parse_args()
     model = Path(args.model)
@@ -58,11 +61,11 @@ def main() -> int:
     with serve.background([model]) as (url, server):
         serve.http_vs_in_process(url, served, png, args.clients, 1.0)  # warm-up: every thread count, both paths
         memory_before = rss_mb(server.pid)
-        table = serve.http_vs_in_process(url, served, png, args.clients, args.seconds)
+        table = serve.http_vs_in_process(url, served, png, args.clients, args.seconds, args.rounds)
         memory_after = rss_mb(server.pid)
     print(
-        f"{model.name} ({serve.deploy.precision_label(served.card)}), {frame} ({len(png) / 1e3:.0f} kB) per request, "
-        f"{args.seconds:g} s per setting\n"
+        f"{model.name} ({serve.runtime.precision_label(served.card)}), {frame} ({len(png) / 1e3:.0f} kB) per request, "
+        f"{args.seconds:g} s per setting in {args.rounds} rounds\n"
     )
     print(table.round(2).to_string(index=False))
     print(

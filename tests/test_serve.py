@@ -283,3 +283,48 @@ def test_concurrent_first_requests_do_not_deadlock(irs):
         pytest.fail("eight concurrent first inferences on a freshly loaded model deadlocked")
     assert done.returncode == 0 and "all answered" in done.stdout, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) > 1  # the race needs two infer requests
+
+
+def test_upload_parsing_query_flags_and_streamed_limits(client):
+    png = _png(FRAME)
+    body, content_type = serve.multipart(png)
+    assert serve.parse_multipart(body, content_type) == {"file": png}
+    for bad in (body[:-10], b"garbage"):  # truncated, or no form at all
+        with pytest.raises(serve.ServeError, match="multipart") as refused:
+            serve.parse_multipart(bad, content_type)
+        assert refused.value.code == "invalid_request"
+    with pytest.raises(serve.ServeError, match="boundary"):
+        serve.parse_multipart(body, "multipart/form-data")
+    r = client.post("/v1/predict?model=classifier_fp32", files={"file": ("a.png", png)})
+    assert r.json()["task"] == "classification"  # the query names the model ...
+    r = client.post(
+        "/v1/predict?overlay=yes&model=classifier_fp32",
+        files={"file": ("a.png", png)},
+        data={"model": "segmenter_fp32"},
+    )
+    assert r.json()["task"] == "segmentation" and "overlay_png_base64" in r.json()  # ... and the form field wins
+    assert "overlay_png_base64" not in client.post("/v1/predict?overlay=0", files={"file": ("a.png", png)}).json()
+    assert "maybe" in _error(
+        client.post("/v1/predict?overlay=maybe", files={"file": ("a.png", png)}), 400, "invalid_request"
+    )
+    headers = {"content-type": content_type}
+    _error(client.post("/v1/predict", content=body[:-10], headers=headers), 400, "invalid_request")
+
+    def streamed(size):  # no Content-Length: the server counts the bytes as they come
+        yield from (b"\0" * 50_000 for _ in range(size // 50_000))
+
+    _error(client.post("/v1/predict", content=streamed(400_000), headers=headers), 413, "too_large")
+    assert client.post("/v1/predict", files={"file": ("a.png", png)}).status_code == 200  # still serving
+    parameters = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["parameters"]
+    assert {p["name"] for p in parameters} == {"overlay", "model"}
+
+
+def test_the_server_runs_without_pytorch():
+    """Serving needs OpenVINO, not the training framework: importing torch would cost ~600 MB and 2 s per server."""
+    import subprocess
+    import sys
+
+    code = "import sys, helpers.serve; print(sorted(m for m in ('torch', 'timm', 'nncf') if m in sys.modules))"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )

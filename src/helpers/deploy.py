@@ -32,11 +32,20 @@ from . import course
 from .artifacts import read_json, write_json
 from .measure import latency_ms, parameter_count, time_call, weights_mb
 from .paths import published
+from .runtime import (
+    MAX_PIXELS,
+    TASKS,
+    check_card,
+    compile_ir,
+    infer,
+    precision_label,
+    probabilities,
+    read_card,
+    to_input,
+)
 from .training import IMAGENET_MEAN, IMAGENET_STD, extract_features
 
 PRECISIONS = ("FP32", "FP16", "INT8")
-TASKS = ("classification", "segmentation")
-CARD_KEYS = ("task", "classes", "input_size", "mean", "std", "precision")
 
 
 def card(
@@ -57,13 +66,6 @@ def card(
         "architecture": architecture,
         "source": source,
     }
-
-
-def to_input(images: np.ndarray, model_card: dict) -> np.ndarray:
-    """uint8 N x H x W x 3 frames (already input_size) -> the normalised float32 N x 3 x H x W the IR expects."""
-    x = images.astype(np.float32) / 255.0
-    x = (x - np.array(model_card["mean"], np.float32)) / np.array(model_card["std"], np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def models_to_deploy(tasks: list[str], kd_dir: Path, seg_dir: Path, image_size: int) -> tuple[dict, dict]:
@@ -385,13 +387,6 @@ def quantization(ov_model) -> dict:
     }
 
 
-def precision_label(model_card: dict) -> str:
-    """The precision a table may print for an IR: INT8 only when its graph is (see `quantization`)."""
-    if model_card.get("precision") != "INT8":
-        return model_card.get("precision", "?")
-    return (model_card.get("quantization") or {}).get("label", "INT8 (not inspected)")
-
-
 def quantization_table(irs: dict[str, dict[str, Path]]) -> pd.DataFrame:
     """Per model and precision: what was asked for, what the graph really is, and the ops left in floating point."""
     import pandas as pd
@@ -505,86 +500,6 @@ def model_table(models: dict[str, nn.Module], cards: dict[str, dict]) -> pd.Data
             for n, c in cards.items()
         ]
     )
-
-
-def read_card(xml: Path) -> dict:
-    """The JSON card next to an IR, checked; a clear error naming the file otherwise."""
-    path = Path(xml).with_suffix(".json")
-    if not path.is_file():
-        raise ValueError(f"{path}: missing model card (the JSON written next to the IR by helpers.deploy.export)")
-    try:
-        meta = read_json(path)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    missing = [k for k in CARD_KEYS if k not in meta]
-    if missing or meta.get("task") not in TASKS:
-        raise ValueError(f"{path}: not a model card (missing {missing or 'a known task'})")
-    return meta
-
-
-def check_card(xml: Path) -> dict:
-    """The card, checked against the IR's real input and output shapes before any file is read.
-
-    A card that disagrees with its graph would give tracebacks, or silently
-    wrong columns (4 class names for 3 outputs) or empty masks (std 0): each
-    is a ValueError naming the file and the mismatch, as is an IR OpenVINO
-    cannot read (a truncated .bin).
-    """
-    import openvino as ov
-
-    meta = read_card(xml)
-    where = Path(xml).with_suffix(".json")
-    try:
-        model = ov.Core().read_model(str(xml))
-    except RuntimeError as exc:
-        raise ValueError(f"{xml}: OpenVINO cannot read this IR ({str(exc).strip().splitlines()[0][:200]})") from None
-    shape_in = [int(d) for d in model.input(0).get_partial_shape().to_shape()]
-    shape_out = [int(d) for d in model.output(0).get_partial_shape().to_shape()]
-    size = meta["input_size"]
-    problems = []
-    if shape_in != [1, 3, size, size]:
-        problems.append(f"input_size {size} but the IR takes {shape_in}")
-    if meta["task"] == "classification" and shape_out != [1, len(meta["classes"])]:
-        problems.append(f"{len(meta['classes'])} classes but the IR outputs {shape_out}")
-    if meta["task"] == "segmentation" and shape_out != [1, 1, size, size]:
-        problems.append(f"task segmentation but the IR outputs {shape_out}, not [1, 1, {size}, {size}]")
-    for key in ("mean", "std"):
-        values = meta[key]
-        if not (isinstance(values, list) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)):
-            problems.append(f"{key} must be 3 numbers, not {values!r}")
-    if not problems and min(meta["std"]) <= 0:
-        problems.append(f"std must be positive, not {meta['std']}")
-    if problems:
-        raise ValueError(f"{where}: the card does not fit its IR {Path(xml).name}: " + "; ".join(problems))
-    return meta
-
-
-def compile_ir(xml: Path, threads: int | None = None, hint: str = "LATENCY", streams: int | None = None):
-    """Compile an IR for the CPU with f32 inference precision (so FP32 parity is exact, not bf16)."""
-    import openvino as ov
-
-    config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    if streams:
-        config["NUM_STREAMS"] = int(streams)
-    return ov.Core().compile_model(str(xml), "CPU", config)
-
-
-def infer(compiled, images: np.ndarray, model_card: dict) -> np.ndarray:
-    """Raw outputs (logits) for uint8 frames, one frame per request (the IR has batch 1)."""
-    request = compiled.create_infer_request()
-    x = to_input(images, model_card)
-    return np.concatenate([request.infer({0: x[i : i + 1]})[0].copy() for i in range(len(x))])
-
-
-def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    """Class probabilities (softmax) or per-pixel polyp probabilities (sigmoid, N x H x W)."""
-    if task == "classification":
-        z = logits - logits.max(1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(1, keepdims=True)
-    return 1 / (1 + np.exp(-logits[:, 0]))
 
 
 def ir_size_mb(xml: Path) -> float:
@@ -740,9 +655,6 @@ def demo_inputs(folder: Path, files: dict[str, list[str]]) -> Path:
         raise ValueError(f"{folder}: no frame of over 100 bytes to cut short among {files}")
     (folder / "truncated.jpg").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     return folder
-
-
-MAX_PIXELS = 40_000_000  # the predictor refuses larger frames (real Kvasir frames are at most ~2 MP)
 
 
 def read_frame(path: Path, max_pixels: int | None = None) -> tuple[np.ndarray, str]:

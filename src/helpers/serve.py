@@ -11,6 +11,7 @@ are decoded in memory; nothing a client sends becomes a path.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
@@ -18,7 +19,8 @@ import queue
 import re
 import tempfile
 from collections import OrderedDict
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from . import deploy
+from . import runtime
 
 MAX_BYTES = 20_000_000  # an upload larger than this is refused (a Kvasir frame is at most ~1 MB)
-MAX_PIXELS = deploy.MAX_PIXELS
+MAX_PIXELS = runtime.MAX_PIXELS
 MAX_VIDEO_BYTES = 100_000_000
 MAX_VIDEO_FRAMES = 900  # 30 s at 30 fps: a clip, not a procedure (video is slow: every frame is one inference)
 MAX_VIDEO_SECONDS = 60.0
@@ -66,6 +68,19 @@ UPLOAD_SCHEMA = {
 }
 
 
+# The query of /v1/predict, for the OpenAPI page (the endpoint reads it itself: see predict_image).
+QUERY_PARAMETERS = [
+    {
+        "name": "overlay",
+        "in": "query",
+        "schema": {"type": "boolean", "default": False},
+        "description": "add the overlay",
+    },
+    {"name": "model", "in": "query", "schema": {"type": "string"}, "description": "a served model's name"},
+]
+FLAGS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
 class ServeError(Exception):
     """A refused request: `code` (a key of ERRORS) and a message for the client."""
 
@@ -88,7 +103,7 @@ class Served:
         """Raw output for one uint8 frame already at the input size; blocks only while every request is busy."""
         request = self.pool.get()
         try:
-            return request.infer({0: deploy.to_input(image[None], self.card)})[0].copy()
+            return request.infer({0: runtime.to_input(image[None], self.card)})[0].copy()
         finally:
             self.pool.put(request)
 
@@ -99,7 +114,7 @@ class Served:
             "classes": self.card["classes"],
             "input_size": self.card["input_size"],
             "architecture": self.card.get("architecture"),
-            "precision": deploy.precision_label(self.card),
+            "precision": runtime.precision_label(self.card),
             "infer_requests": self.pool.maxsize,
         }
 
@@ -112,8 +127,8 @@ def load_models(xmls: list[Path], threads: int | None = None) -> dict[str, Serve
             raise ValueError(f"{xml}: expected an OpenVINO IR .xml with its .bin next to it")
         if xml.stem in models:
             raise ValueError(f"{xml}: two models named {xml.stem!r}; each --model needs its own file name")
-        card = deploy.check_card(xml)
-        compiled = deploy.compile_ir(xml, threads, hint="THROUGHPUT")
+        card = runtime.check_card(xml)
+        compiled = runtime.compile_ir(xml, threads, hint="THROUGHPUT")
         n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         pool: queue.Queue = queue.Queue(maxsize=n)
         blank = np.zeros((1, card["input_size"], card["input_size"], 3), np.uint8)
@@ -122,7 +137,7 @@ def load_models(xmls: list[Path], threads: int | None = None) -> dict[str, Serve
             # One inference here, on one thread, before any client: OpenVINO's Python binding initialises
             # static data on its first call, and concurrent first calls can deadlock on that and the GIL
             # (measured: a fresh server hung under concurrent first requests; tests/test_serve.py).
-            request.infer({0: deploy.to_input(blank, card)})
+            request.infer({0: runtime.to_input(blank, card)})
             pool.put(request)
         models[xml.stem] = Served(xml.stem, xml, card, compiled, pool)
     if not models:
@@ -196,7 +211,7 @@ def _segment_frame(served: Served, rgb: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     h, w = rgb.shape[:2]
-    proba = deploy.probabilities(served.infer(_model_input(served, rgb)), "segmentation")[0]
+    proba = runtime.probabilities(served.infer(_model_input(served, rgb)), "segmentation")[0]
     mask = Image.fromarray((proba >= served.card["threshold"]).astype(np.uint8)).resize((w, h), Image.NEAREST)
     return np.asarray(mask) > 0
 
@@ -208,7 +223,7 @@ def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> di
     card, (h, w) = served.card, image.shape[:2]
     out: dict[str, Any] = {"model": served.name, "task": card["task"], "width": w, "height": h}
     if card["task"] == "classification":
-        proba = deploy.probabilities(served.infer(_model_input(served, image)), "classification")[0]
+        proba = runtime.probabilities(served.infer(_model_input(served, image)), "classification")[0]
         out["class"] = card["classes"][int(proba.argmax())]
         out["probabilities"] = {c: float(p) for c, p in zip(card["classes"], proba)}
         return out
@@ -323,6 +338,11 @@ def load_test(call, clients: int, seconds: float) -> dict:
     keep-alive connection). The same harness times the model in process and
     over HTTP (benchmarks/serve_load.py, notebook 06).
     """
+    return _summary(clients, *_load(call, clients, seconds))
+
+
+def _load(call, clients: int, seconds: float) -> tuple[list[float], int, float]:
+    """What `load_test` measures, raw: every call's latency (s), the failed calls, the wall time (s)."""
     import threading
     import time
 
@@ -350,7 +370,10 @@ def load_test(call, clients: int, seconds: float) -> dict:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - began
+    return latencies, errors[0], time.perf_counter() - began
+
+
+def _summary(clients: int, latencies: list[float], errors: int, wall: float) -> dict:
     ms = np.array(latencies) * 1000
     return {
         "clients": clients,
@@ -358,7 +381,7 @@ def load_test(call, clients: int, seconds: float) -> dict:
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
         "requests": len(ms),
-        "errors": errors[0],
+        "errors": errors,
     }
 
 
@@ -373,7 +396,9 @@ def multipart(
     return head + png + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def http_vs_in_process(url: str, served: Served, png: bytes, clients: list[int], seconds: float) -> pd.DataFrame:
+def http_vs_in_process(
+    url: str, served: Served, png: bytes, clients: list[int], seconds: float, rounds: int = 1
+) -> pd.DataFrame:
     """The same frame through the same model, called in process and over HTTP, at each client count.
 
     In process, a call is what the endpoint does (decode, resize, infer, mask
@@ -381,6 +406,8 @@ def http_vs_in_process(url: str, served: Served, png: bytes, clients: list[int],
     The HTTP clients are lean on purpose (the standard library's connection,
     kept alive, and a body encoded once): they share the CPUs with the
     server, and the measurement is of the server, not of a client library.
+    With `rounds` > 1 the two modes take turns, `seconds / rounds` at a time,
+    so that a slow spell of a shared machine falls on both alike.
     """
     import http.client
     import json
@@ -402,12 +429,14 @@ def http_vs_in_process(url: str, served: Served, png: bytes, clients: list[int],
         return response.status == 200 and "task" in json.loads(response.read())
 
     in_process({}), over_http({})  # warm-up: first inference, first connection
-    rows = [
-        {"mode": mode, **load_test(call, n, seconds)}
-        for n in clients
-        for mode, call in (("in process", in_process), ("HTTP", over_http))
-    ]
-    table = pd.DataFrame(rows)
+    runs: dict[tuple[str, int], tuple[list[float], int, float]] = {}
+    for n in clients:
+        for _ in range(rounds):
+            for mode, call in (("in process", in_process), ("HTTP", over_http)):
+                latencies, errors, wall = _load(call, n, seconds / rounds)
+                before = runs.get((mode, n), ([], 0, 0.0))
+                runs[mode, n] = (before[0] + latencies, before[1] + errors, before[2] + wall)
+    table = pd.DataFrame([{"mode": mode, **_summary(n, *run)} for (mode, n), run in runs.items()])
     table["HTTP / in process"] = table["requests_per_s"] / table.groupby("clients")["requests_per_s"].transform("first")
     return table
 
@@ -490,26 +519,101 @@ def send_bad_requests(url: str, png: bytes) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def query_flag(request: Request, name: str) -> bool:
+    """A true/false query parameter (false when absent), or `invalid_request`."""
+    value = request.query_params.get(name, "false").lower()
+    if value not in FLAGS:
+        raise ServeError("invalid_request", f"?{name}= takes true or false, not {value[:20]!r}")
+    return FLAGS[value]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body, refused with `too_large` as soon as it passes `limit` bytes (chunked uploads too)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ServeError("too_large", f"the upload is over the limit of {limit / 1e6:g} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
+    """The fields of a multipart/form-data body, by name (the first of each name wins).
+
+    python-multipart's parser over the body already in memory: Starlette's
+    streaming form parser spools each file through a temporary file and cost
+    the event loop a third of its time per image request (measured with
+    cProfile); this is about 15 µs for a frame.
+    """
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise ServeError("invalid_request", "multipart/form-data without a boundary")
+    fields: dict[str, bytes] = {}
+    part: dict[str, Any] = {}
+
+    def header_end() -> None:
+        part["headers"][part["field"].lower()] = part["value"]
+        part["field"] = part["value"] = b""
+
+    def part_end() -> None:
+        name = parse_options_header(part.pop("headers").get(b"content-disposition", b""))[1].get(b"name", b"")
+        fields.setdefault(name.decode("utf-8", "replace"), b"".join(part["data"]))
+
+    callbacks = {
+        "on_part_begin": lambda: part.update(headers={}, field=b"", value=b"", data=[]),
+        "on_header_field": lambda b, start, end: part.update(field=part["field"] + b[start:end]),
+        "on_header_value": lambda b, start, end: part.update(value=part["value"] + b[start:end]),
+        "on_header_end": header_end,
+        "on_part_data": lambda b, start, end: part["data"].append(b[start:end]),
+        "on_part_end": part_end,
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise ServeError("invalid_request", f"malformed multipart/form-data ({exc})") from None
+    if "headers" in part:  # a part began and never ended: the parser does not say so itself
+        raise ServeError("invalid_request", "the multipart/form-data body ends inside a part (a truncated upload?)")
+    return fields
+
+
 async def read_upload(request: Request, limit: int) -> tuple[bytes, str | None]:
     """The multipart field `file` (at most `limit` bytes, else `too_large`) and the optional field `model`."""
-    form = await request.form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
+    fields = parse_multipart(await read_body(request, limit + 65_536), request.headers.get("content-type", ""))
+    data = fields.get("file")
+    if data is None:
         raise ServeError("empty_input", "no file in the multipart field 'file'")
-    data = await upload.read(limit + 1)
     if len(data) > limit:
         raise ServeError("too_large", f"the upload is over the limit of {limit / 1e6:g} MB")
-    model = form.get("model")
-    return data, model if isinstance(model, str) and model else None
+    model = fields.get("model", b"").decode("utf-8", "replace")
+    return data, model or None
 
 
 def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
     """The FastAPI app: the API under /v1, /health, OpenAPI at /docs and the upload page at /."""
+    # Image requests decode and predict on a pool twice the size of the infer-request pools: enough threads to
+    # decode while others infer, few enough that they do not queue for the GIL against the event loop (measured
+    # with benchmarks/serve_load.py: at 16 clients 640 against 515 requests/s with Starlette's 40 threads).
+    executor = ThreadPoolExecutor(
+        max(2, 2 * sum(m.pool.maxsize for m in models.values())), thread_name_prefix="predict"
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
     app = FastAPI(
         title="Colonoscopy course model server",
         description="Notebook 06's OpenVINO models over HTTP. Every error is "
         '`{"error": {"code": ..., "message": ...}}`; the codes: '
         + ", ".join(f"`{c}` ({s})" for c, s in ERRORS.items()),
+        lifespan=lifespan,
     )
 
     def error(code: str, message: str) -> JSONResponse:
@@ -566,12 +670,16 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
                     },
                 },
                 "required": True,
-            }
+            },
+            "parameters": QUERY_PARAMETERS,
         },
     )
-    async def predict_image(request: Request, overlay: bool = False, model: str | None = None) -> JSONResponse:
+    async def predict_image(request: Request) -> JSONResponse:
         """One image (multipart field `file`, or JSON `image_base64`); `?overlay=true` adds the overlay PNG. The model
         is named by the form or JSON field `model`, or `?model=`; the first served model otherwise."""
+        # the query is read here rather than declared as typed parameters: FastAPI's dependency solving cost the
+        # event loop a sixth of its time per request (the OpenAPI page still lists them, QUERY_PARAMETERS)
+        overlay, model = query_flag(request, "overlay"), request.query_params.get("model")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if int(request.headers.get("content-length") or 0) > max_bytes * 4 // 3 + 4096:
             raise ServeError("too_large", f"the request is over the limit of {max_bytes / 1e6:g} MB")
@@ -594,8 +702,9 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
             raise ServeError("too_large", f"the image is over the limit of {max_bytes / 1e6:g} MB")
         served = pick(name)
         # decoding too runs in the thread pool: on the event loop it would serialise every client's decode
-        result = await run_in_threadpool(decode_and_predict, served, data, max_pixels, overlay)
-        return JSONResponse(result)  # already plain JSON types: no validation pass needed
+        # the JSON is encoded on the pool too: the event loop only moves bytes
+        respond = lambda: JSONResponse(decode_and_predict(served, data, max_pixels, overlay))  # noqa: E731
+        return await asyncio.get_running_loop().run_in_executor(executor, respond)
 
     @app.post(
         "/v1/predict-video",
