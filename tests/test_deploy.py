@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import course, deploy, paths
+from helpers import course, deploy, paths, runtime
 from helpers.__main__ import main
 
 SIZE = 32
@@ -175,7 +175,7 @@ def test_predictor_refuses_a_bad_file_and_still_predicts_the_rest(
     folder = tmp_path / "in"
     _good(folder)
     make(folder)
-    monkeypatch.setattr(deploy, "MAX_PIXELS", 100_000)
+    monkeypatch.setattr(runtime, "MAX_PIXELS", 100_000)
     code = main(
         ["predict", "--model", str(xmls["cls"]["INT8"]), "--input", str(folder), "--out", str(tmp_path / "out")]
     )

@@ -320,11 +320,11 @@ def test_upload_parsing_query_flags_and_streamed_limits(client):
 
 
 def test_the_server_runs_without_pytorch():
-    """Serving needs OpenVINO, not the training framework: importing torch would cost ~600 MB and 2 s per server."""
+    """Serving and the predictor need OpenVINO, not the training framework: torch costs ~600 MB and 2 s per process."""
     import subprocess
     import sys
 
-    code = "import sys, helpers.serve; print(sorted(m for m in ('torch', 'timm', 'nncf') if m in sys.modules))"
+    code = "import sys, helpers.serve, helpers.eda; print([m for m in ('torch', 'timm', 'nncf') if m in sys.modules])"
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )

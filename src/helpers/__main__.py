@@ -82,7 +82,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .artifacts import write_csv
     from .data.images import IMAGE_EXTENSIONS
-    from .deploy import check_card, predict_files
+    from .runtime import check_card, predict_files
 
     model, source, out = Path(args.model), Path(args.input), Path(args.out)
     try:

@@ -1,4 +1,4 @@
-"""Edge deployment with OpenVINO: notebook 06 and the predictor (`python -m helpers predict`).
+"""Edge deployment with OpenVINO: notebook 06's conversion, quantization and benchmarks.
 
 A trained PyTorch model becomes an OpenVINO IR (`openvino.convert_model`, then
 `openvino.save_model`) in three precisions: FP32, FP32 with FP16-compressed
@@ -6,7 +6,8 @@ weights, and INT8 by NNCF post-training quantization on a calibration subset
 of the *train* split. Next to every IR lies a plain-JSON card (task, classes,
 input size, normalisation), so loading a deployed model never runs code from a
 file. Benchmarks time the OpenVINO runtime and eager PyTorch one way, in one
-run, on the same thread count.
+run, on the same thread count. Running an IR afterwards (the predictor,
+`python -m helpers predict`, and the server) needs no PyTorch: `helpers.runtime`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,7 @@ from .artifacts import read_json, write_json
 from .measure import latency_ms, parameter_count, time_call, weights_mb
 from .paths import published
 from .runtime import (
-    MAX_PIXELS,
     TASKS,
-    check_card,
     compile_ir,
     infer,
     precision_label,
@@ -620,14 +619,6 @@ def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
     }
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(text: str) -> str:
-    """A CSV cell a spreadsheet shows as text: a leading =, +, -, @ would start a formula (`=1+2.jpg`)."""
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
 BAD_DEMO_FILES = ("empty.jpg", "notes.jpg", "truncated.jpg")
 
 
@@ -655,95 +646,3 @@ def demo_inputs(folder: Path, files: dict[str, list[str]]) -> Path:
         raise ValueError(f"{folder}: no frame of over 100 bytes to cut short among {files}")
     (folder / "truncated.jpg").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     return folder
-
-
-def read_frame(path: Path, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
-    """A file as 8-bit RGB at full resolution, plus a note on any conversion; ImageProblem says why not.
-
-    Grayscale, palette, 16-bit, CMYK and alpha images are converted (noted);
-    empty, non-image, truncated and oversized files are refused.
-    """
-    from PIL import Image
-
-    from .data.images import ImageProblem, decode
-
-    limit = max_pixels or MAX_PIXELS
-    data = Path(path).read_bytes()
-    if data:
-        try:
-            with Image.open(Path(path)) as im:
-                mode, (w, h) = im.mode, im.size
-        except Exception:  # decode() below names the problem
-            mode, w, h = "", 0, 0
-        if w * h > limit:
-            raise ImageProblem(
-                f"image is {w}x{h} = {w * h / 1e6:.2f} MP, over the predictor's limit of {limit / 1e6:g} MP"
-            )
-    pixels, _ = decode(data, None, "image")
-    return pixels, "" if mode in ("", "RGB") else f"converted from mode {mode} to RGB"
-
-
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-
-
-def predict_files(
-    xml: Path, inputs: list[Path], out_dir: Path, threads: int | None = None, root: Path | None = None
-) -> tuple[list[dict], int]:
-    """Run a deployed IR on image files; one result row per file, errors included. Returns (rows, failures).
-
-    Classification rows carry the class and every class probability;
-    segmentation rows the polyp area share and the mask and overlay PNGs
-    written (at the file's own resolution) under `out_dir`. Files are named
-    relative to `root` (the input folder) and PNGs relative to `out_dir`, so
-    the CSV stays valid when both folders move.
-    """
-    from PIL import Image
-
-    from .data.images import ImageProblem
-    from .eda import overlay
-
-    meta = check_card(xml)
-    compiled = compile_ir(xml, threads)
-    size, task = meta["input_size"], meta["task"]
-    out_dir = Path(out_dir)
-    rows, failures = [], 0
-    for path in inputs:
-        row = {
-            "file": safe_cell(str(Path(path).relative_to(root)) if root else str(path)),
-            "status": "ok",
-            "error": "",
-            "note": "",
-        }
-        try:
-            image, row["note"] = read_frame(path)
-        except (ImageProblem, OSError) as exc:
-            row.update(status="error", error=safe_cell(str(exc)))
-            failures += 1
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            rows.append(row)
-            continue
-        proba = probabilities(infer(compiled, _resize(image, size)[None], meta), task)[0]
-        if task == "classification":
-            row["class"] = meta["classes"][int(proba.argmax())]
-            row |= {f"p[{c}]": float(p) for c, p in zip(meta["classes"], proba)}
-        else:
-            mask = (
-                np.asarray(
-                    Image.fromarray((proba >= meta["threshold"]).astype(np.uint8) * 255).resize(
-                        image.shape[1::-1], Image.NEAREST
-                    )
-                )
-                > 0
-            )
-            row["polyp_area"] = float(mask.mean())
-            stem = Path(path).name  # the whole name: a.jpg and a.png, a.b.jpg and a_b.jpg stay apart
-            for kind, arr in (("mask", mask.astype(np.uint8) * 255), ("overlay", overlay(image, mask, (255, 0, 255)))):
-                target = out_dir / kind / f"{stem}.png"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(arr).save(target)
-                row[f"{kind}_png"] = str(target.relative_to(out_dir))
-        rows.append(row)
-    return rows, failures
