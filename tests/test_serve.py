@@ -313,7 +313,8 @@ def test_upload_parsing_query_flags_and_streamed_limits(client):
     def streamed(size):  # no Content-Length: the server counts the bytes as they come
         yield from (b"\0" * 50_000 for _ in range(size // 50_000))
 
-    _error(client.post("/v1/predict", content=streamed(400_000), headers=headers), 413, "too_large")
+    message = _error(client.post("/v1/predict", content=streamed(400_000), headers=headers), 413, "too_large")
+    assert "limit of 0.2 MB" in message  # the server's limit as configured, not that plus the form's slack
     assert client.post("/v1/predict", files={"file": ("a.png", png)}).status_code == 200  # still serving
     parameters = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["parameters"]
     assert {p["name"] for p in parameters} == {"overlay", "model"}

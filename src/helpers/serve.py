@@ -527,12 +527,13 @@ def query_flag(request: Request, name: str) -> bool:
     return FLAGS[value]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, refused with `too_large` as soon as it passes `limit` bytes (chunked uploads too)."""
+async def read_body(request: Request, limit: int, slack: int = 65_536) -> bytes:
+    """The whole request body, refused with `too_large` as soon as it passes `limit` (+ `slack` for the form's own
+    bytes), chunked uploads too."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
+        if size > limit + slack:
             raise ServeError("too_large", f"the upload is over the limit of {limit / 1e6:g} MB")
         chunks.append(chunk)
     return b"".join(chunks)
@@ -584,7 +585,7 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
 
 async def read_upload(request: Request, limit: int) -> tuple[bytes, str | None]:
     """The multipart field `file` (at most `limit` bytes, else `too_large`) and the optional field `model`."""
-    fields = parse_multipart(await read_body(request, limit + 65_536), request.headers.get("content-type", ""))
+    fields = parse_multipart(await read_body(request, limit), request.headers.get("content-type", ""))
     data = fields.get("file")
     if data is None:
         raise ServeError("empty_input", "no file in the multipart field 'file'")
