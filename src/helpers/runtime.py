@@ -28,7 +28,7 @@ def to_input(images: np.ndarray, model_card: dict) -> np.ndarray:
 
 
 def precision_label(model_card: dict) -> str:
-    """The precision a table may print for an IR: INT8 only when its graph is (see `quantization`)."""
+    """The precision a table may print for an IR: INT8 only when its graph is (see `deploy.quantization`)."""
     if model_card.get("precision") != "INT8":
         return model_card.get("precision", "?")
     return (model_card.get("quantization") or {}).get("label", "INT8 (not inspected)")
@@ -148,10 +148,19 @@ def read_frame(path: Path, max_pixels: int | None = None) -> tuple[np.ndarray, s
     return pixels, "" if mode in ("", "RGB") else f"converted from mode {mode} to RGB"
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
+def model_input(image: np.ndarray, size: int) -> np.ndarray:
+    """One 8-bit RGB frame resized to the model's square input (bilinear), as the predictor and the server feed it."""
     from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def mask_at(proba: np.ndarray, threshold: float, shape: tuple[int, ...]) -> np.ndarray:
+    """The polyp mask (bool) of one probability map, at a frame's own size (`shape`: height, width, ...)."""
+    from PIL import Image
+
+    small = Image.fromarray((proba >= threshold).astype(np.uint8))
+    return np.asarray(small.resize((shape[1], shape[0]), Image.NEAREST)) > 0
 
 
 def predict_files(
@@ -190,19 +199,12 @@ def predict_files(
             print(f"error: {path}: {exc}", file=sys.stderr)
             rows.append(row)
             continue
-        proba = probabilities(infer(compiled, _resize(image, size)[None], meta), task)[0]
+        proba = probabilities(infer(compiled, model_input(image, size)[None], meta), task)[0]
         if task == "classification":
             row["class"] = meta["classes"][int(proba.argmax())]
             row |= {f"p[{c}]": float(p) for c, p in zip(meta["classes"], proba)}
         else:
-            mask = (
-                np.asarray(
-                    Image.fromarray((proba >= meta["threshold"]).astype(np.uint8) * 255).resize(
-                        image.shape[1::-1], Image.NEAREST
-                    )
-                )
-                > 0
-            )
+            mask = mask_at(proba, meta["threshold"], image.shape)
             row["polyp_area"] = float(mask.mean())
             stem = Path(path).name  # the whole name: a.jpg and a.png, a.b.jpg and a_b.jpg stay apart
             for kind, arr in (("mask", mask.astype(np.uint8) * 255), ("overlay", overlay(image, mask, (255, 0, 255)))):

@@ -198,22 +198,10 @@ def _png_base64(array: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _model_input(served: Served, image: np.ndarray) -> np.ndarray:
-    """One RGB frame resized to the model's input size (uint8)."""
-    from PIL import Image
-
-    size = served.card["input_size"]
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-
-
 def _segment_frame(served: Served, rgb: np.ndarray) -> np.ndarray:
     """The polyp mask (bool) of one RGB frame, at the frame's own size."""
-    from PIL import Image
-
-    h, w = rgb.shape[:2]
-    proba = runtime.probabilities(served.infer(_model_input(served, rgb)), "segmentation")[0]
-    mask = Image.fromarray((proba >= served.card["threshold"]).astype(np.uint8)).resize((w, h), Image.NEAREST)
-    return np.asarray(mask) > 0
+    proba = runtime.probabilities(served.infer(runtime.model_input(rgb, served.card["input_size"])), "segmentation")
+    return runtime.mask_at(proba[0], served.card["threshold"], rgb.shape)
 
 
 def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> dict:
@@ -223,7 +211,7 @@ def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> di
     card, (h, w) = served.card, image.shape[:2]
     out: dict[str, Any] = {"model": served.name, "task": card["task"], "width": w, "height": h}
     if card["task"] == "classification":
-        proba = runtime.probabilities(served.infer(_model_input(served, image)), "classification")[0]
+        proba = runtime.probabilities(served.infer(runtime.model_input(image, card["input_size"])), "classification")[0]
         out["class"] = card["classes"][int(proba.argmax())]
         out["probabilities"] = {c: float(p) for c, p in zip(card["classes"], proba)}
         return out
@@ -702,9 +690,12 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
         if len(data) > max_bytes:
             raise ServeError("too_large", f"the image is over the limit of {max_bytes / 1e6:g} MB")
         served = pick(name)
-        # decoding too runs in the thread pool: on the event loop it would serialise every client's decode
-        # the JSON is encoded on the pool too: the event loop only moves bytes
-        respond = lambda: JSONResponse(decode_and_predict(served, data, max_pixels, overlay))  # noqa: E731
+
+        # decoding runs on the pool (on the event loop it would serialise every client's decode), and so does
+        # encoding the JSON: the event loop only moves bytes
+        def respond() -> JSONResponse:
+            return JSONResponse(decode_and_predict(served, data, max_pixels, overlay))
+
         return await asyncio.get_running_loop().run_in_executor(executor, respond)
 
     @app.post(
