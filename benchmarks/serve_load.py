@@ -1,6 +1,7 @@
 """What HTTP costs: the INT8 segmenter called in process vs through `python -m helpers serve`, under load.
 
     python benchmarks/serve_load.py [--model reports/cpu/06_deploy/ir/segmenter_int8.xml] [--frame FILE] [--seconds 8]
+                                    [--workers auto|N]
 
 Side by side in one run, for 1, 4 and 16 concurrent clients, each for a fixed
 time: requests per second, p50 / p99 latency and errors, the two modes taking
@@ -9,11 +10,12 @@ both alike). In process, each
 client thread calls what the endpoint calls (decode the uploaded frame, resize,
 infer on the shared pool of infer requests, encode the mask PNG); over HTTP,
 each client thread posts the same file as a multipart upload to a server
-started as a separate process (uvicorn, one worker), on the same CPUs. The
+started as a separate process (uvicorn, `--workers` processes as the server
+itself would start: by default one per 4 CPUs), on the same CPUs. The
 frame is the one notebook 06 sends, the first in-centre test frame of the
 run (a JPEG as a client would send it), unless `--frame` names another. The
-server's resident memory is read before and after the load: it must stay
-flat. Ends with `http/in-process throughput at 4 clients: X.XX`; the target
+server's resident memory (all its processes) is read before and after the
+load: it must stay flat. Ends with `http/in-process throughput at 4 clients: X.XX`; the target
 (issue 15) is at least 0.80 with no errors.
 """
 
@@ -36,10 +38,11 @@ def course_frame(profile: str) -> Path:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the server: its process and every worker process it started."""
+    import psutil
+
+    server = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [server, *server.children(recursive=True)]) / 2**20
 
 
 def main() -> int:
@@ -50,7 +53,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="load time per setting, over all rounds")
     parser.add_argument("--rounds", type=int, default=4, help="turns each mode takes per client count")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--workers", default="auto", help="server processes (default: as the server, one per 4 CPUs)")
     args = parser.parse_args()
+    workers = serve.auto_workers() if args.workers == "auto" else int(args.workers)
     model = Path(args.model)
     if not model.is_file():
         print(f"error: {model} is missing: run ./run_all.sh (notebook 06 writes it) or pass --model", file=sys.stderr)
@@ -58,14 +63,15 @@ def main() -> int:
     frame = Path(args.frame) if args.frame else course_frame("cpu")
     png = frame.read_bytes()
     served = serve.load_models([model])[model.stem]
-    with serve.background([model]) as (url, server):
+    with serve.background([model], workers=workers) as (url, server):
         serve.http_vs_in_process(url, served, png, args.clients, 1.0)  # warm-up: every thread count, both paths
         memory_before = rss_mb(server.pid)
         table = serve.http_vs_in_process(url, served, png, args.clients, args.seconds, args.rounds)
         memory_after = rss_mb(server.pid)
     print(
         f"{model.name} ({serve.runtime.precision_label(served.card)}), {frame} ({len(png) / 1e3:.0f} kB) per request, "
-        f"{args.seconds:g} s per setting in {args.rounds} rounds\n"
+        f"{args.seconds:g} s per setting in {args.rounds} rounds; {serve.cpus()} CPUs, server: {workers} worker "
+        f"process{'es' if workers > 1 else ''}\n"
     )
     print(table.round(2).to_string(index=False))
     print(

@@ -3,6 +3,8 @@ concurrent requests (FastAPI's test client; no socket is opened)."""
 
 import base64
 import io
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -53,7 +55,8 @@ FRAME = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
 
 
 def test_health_models_and_the_page(client, irs):
-    assert client.get("/health").json() == {"status": "ok", "models": ["segmenter_fp32", "classifier_fp32"]}
+    health = client.get("/health").json()
+    assert health == {"status": "ok", "models": ["segmenter_fp32", "classifier_fp32"], "pid": os.getpid()}
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert models["classifier_fp32"]["task"] == "classification" and models["classifier_fp32"]["classes"][0] == "normal"
     assert models["segmenter_fp32"]["input_size"] == SIZE and models["segmenter_fp32"]["precision"] == "FP32"
@@ -234,12 +237,57 @@ def test_the_bad_request_catalogue_gets_each_its_code(client):
 def test_background_server_answers_and_stops(irs):
     import httpx
 
-    with serve.background([irs["segmenter"]], threads=1) as (url, process):
+    with serve.background([irs["segmenter"]], threads=1, workers=1) as (url, process):
         assert httpx.get(url + "/health").json()["models"] == ["segmenter_fp32"]
         refused = serve.send_bad_requests(url, _png(FRAME))  # the real default limits, over a real socket
         assert list(refused["code"]) == list(refused["bad input"])
         assert list(refused["status"]) == [serve.ERRORS[c] for c in refused["code"]]
     assert process.poll() is not None  # stopped on leaving the block
+
+
+def test_worker_processes_share_the_port_and_the_video_jobs(irs):
+    """`--workers 2`: both processes answer, a video job drawn by one is reported the same by either, and
+    stopping the server stops every worker."""
+    import httpx
+    import psutil
+
+    with serve.background([irs["segmenter"]], threads=1, workers=2) as (url, process):
+        workers = psutil.Process(process.pid).children(recursive=True)
+        pids = {httpx.get(url + "/health").json()["pid"] for _ in range(30)}
+        assert len(pids) == 2 and process.pid not in pids
+        sent = httpx.post(url + "/v1/predict-video?progress_id=w-1", files={"file": ("v.mp4", _video())}, timeout=60)
+        assert sent.status_code == 200
+        polled = [httpx.get(url + "/v1/progress/w-1") for _ in range(20)]  # new connections: either worker
+        assert {r.json()["state"] for r in polled} == {"done"} and {r.json()["frames_done"] for r in polled} == {6}
+        assert {r.status_code for r in (httpx.get(url + "/v1/progress/w-2") for _ in range(6))} == {404}
+        assert httpx.post(url + "/v1/predict", files={"file": ("f.png", _png(FRAME))}).status_code == 200
+    assert process.poll() is not None
+    psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_video_jobs_are_files_named_by_a_digest_and_the_newest_are_kept(tmp_path):
+    jobs = serve.Jobs(tmp_path, kept=2)
+    for n in range(3):
+        jobs.start(f"clip-{n}")["frames_done"] = n + 1
+        time.sleep(0.02)  # file times move in clock ticks (up to 10 ms): the next job is written later
+    assert jobs.get("clip-0") is None  # the oldest went
+    assert jobs.get("clip-2") == {"progress_id": "clip-2", "state": "uploading", "frames_done": 3, "frames_total": None}
+    assert sorted(len(p.stem) for p in tmp_path.iterdir()) == [32, 32]  # hex digests: an id never becomes a path
+    assert serve.Jobs(tmp_path).get("clip-1")["frames_done"] == 2  # another worker's view of the same folder
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 1), (2, 1), (4, 1), (8, 2), (16, 4)])
+def test_auto_workers_is_one_per_four_cpus(monkeypatch, cpus, workers):
+    monkeypatch.setattr(serve, "cpus", lambda: cpus)
+    assert serve.auto_workers() == workers
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two"])
+def test_a_bad_worker_count_is_refused(irs, bad, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(["serve", "--model", str(irs["segmenter"]), "--workers", bad])
+    assert refused.value.code == 2 and "a number of processes" in capsys.readouterr().err
 
 
 FIRST_CALLS = """

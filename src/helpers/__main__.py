@@ -179,18 +179,28 @@ def _make_reference(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     """Exit code 2 for a model that cannot be served; otherwise serves until interrupted."""
-    from .serve import create_app, load_models
+    from .serve import auto_workers, check_models, run
 
+    workers = auto_workers() if args.workers == "auto" else int(args.workers)
+    xmls = [Path(m) for m in args.model]
     try:
-        models = load_models([Path(m) for m in args.model], args.threads)
+        check_models(xmls)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
-    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (API docs: /docs)", file=sys.stderr)
-    uvicorn.run(create_app(models), host=args.host, port=args.port, log_level="warning")
+    print(
+        f"serving {', '.join(x.stem for x in xmls)} on http://{args.host}:{args.port}/ (API docs: /docs), "
+        f"{workers} worker process{'es' if workers > 1 else ''}",
+        file=sys.stderr,
+    )
+    run(xmls, args.host, args.port, args.threads, workers)
     return 0
+
+
+def _workers(text: str) -> str:
+    if text != "auto" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes (1 or more) or 'auto'")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,7 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: OpenVINO's)")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for inference per process (default: OpenVINO's with one process, else each its share)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        help="server processes sharing the port, each with its own copy of the models: one Python process is "
+        "limited by its GIL (default auto: one per 4 CPUs, at least one)",
+    )
     serve.set_defaults(func=_serve)
     for name, func, text in (
         (

@@ -3,10 +3,11 @@
 Deployment is judged by latency, throughput and how a service treats bad
 input, so the course serves its models the way a hospital system would call
 them: JSON over HTTP (FastAPI + uvicorn), one compiled model shared by all
-requests through a pool of OpenVINO infer requests (inference releases the
-GIL, so concurrent clients overlap), and a JSON error with a stable code for
-every kind of bad input — never a crash, never a traceback. Uploaded bytes
-are decoded in memory; nothing a client sends becomes a path.
+requests of a process through a pool of OpenVINO infer requests (inference
+releases the GIL, so concurrent clients overlap), worker processes where the
+CPUs outnumber what one GIL lets through, and a JSON error with a stable code
+for every kind of bad input — never a crash, never a traceback. Uploaded
+bytes are decoded in memory; nothing a client sends becomes a path.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import io
+import json
+import os
 import queue
 import re
 import tempfile
-from collections import OrderedDict
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -119,15 +123,24 @@ class Served:
         }
 
 
-def load_models(xmls: list[Path], threads: int | None = None) -> dict[str, Served]:
-    """Check each IR against its card and compile it once (throughput hint); named by the file's stem."""
-    models: dict[str, Served] = {}
+def check_models(xmls: list[Path]) -> dict[str, tuple[Path, dict]]:
+    """Each IR's file and card, checked before anything is compiled; named by the file's stem."""
+    checked: dict[str, tuple[Path, dict]] = {}
     for xml in map(Path, xmls):
         if xml.suffix != ".xml" or not xml.is_file() or not xml.with_suffix(".bin").is_file():
             raise ValueError(f"{xml}: expected an OpenVINO IR .xml with its .bin next to it")
-        if xml.stem in models:
+        if xml.stem in checked:
             raise ValueError(f"{xml}: two models named {xml.stem!r}; each --model needs its own file name")
-        card = runtime.check_card(xml)
+        checked[xml.stem] = (xml, runtime.check_card(xml))
+    if not checked:
+        raise ValueError("no model to serve: pass --model PATH.xml at least once")
+    return checked
+
+
+def load_models(xmls: list[Path], threads: int | None = None) -> dict[str, Served]:
+    """Check each IR against its card and compile it once (throughput hint); named by the file's stem."""
+    models: dict[str, Served] = {}
+    for name, (xml, card) in check_models(xmls).items():
         compiled = runtime.compile_ir(xml, threads, hint="THROUGHPUT")
         n = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         pool: queue.Queue = queue.Queue(maxsize=n)
@@ -139,10 +152,84 @@ def load_models(xmls: list[Path], threads: int | None = None) -> dict[str, Serve
             # (measured: a fresh server hung under concurrent first requests; tests/test_serve.py).
             request.infer({0: runtime.to_input(blank, card)})
             pool.put(request)
-        models[xml.stem] = Served(xml.stem, xml, card, compiled, pool)
-    if not models:
-        raise ValueError("no model to serve: pass --model PATH.xml at least once")
+        models[name] = Served(name, xml, card, compiled, pool)
     return models
+
+
+def cpus() -> int:
+    """The CPUs this process may run on (a `taskset` or a container's limit, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def auto_workers() -> int:
+    """Server processes for `--workers auto`: one per 4 CPUs, at least one.
+
+    One Python process serves at most what its GIL lets through: measured on a
+    16-CPU machine (benchmarks/serve_load.py), one process reached 0.62-0.67 of
+    the in-process throughput at 4 clients, 4 processes of 4 inference threads
+    0.89 and at 16 clients 2.2 times the in-process throughput. On 2 CPUs a
+    second process gains nothing (the CPUs are busy), so it stays one.
+    """
+    return max(1, cpus() // 4)
+
+
+class Job(dict):
+    """One video job's progress; every change is written to its file at once, where any worker reads it."""
+
+    def __init__(self, path: Path, **state: Any):
+        super().__init__(**state)
+        self.path = path
+        self._write()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._write()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._write()
+
+    def _write(self) -> None:
+        part = self.path.with_suffix(f".{threading.get_ident()}.part")
+        part.write_text(json.dumps(self))
+        os.replace(part, self.path)  # a reader sees the old state or the new one, never half a file
+
+
+def _written(path: Path) -> int:
+    """When a file was last written (ns); 0 for one another worker has just removed."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+class Jobs:
+    """Video jobs' progress by the client's progress_id, shared by every worker process of one server.
+
+    With `--workers N` the request that polls /v1/progress may reach another
+    process than the one drawing the video, so each job is a small JSON file
+    in a folder the server owns, named by a digest of the id: a client's id
+    never becomes a path. The newest `kept` jobs stay readable.
+    """
+
+    def __init__(self, folder: Path, kept: int = KEPT_JOBS):
+        self.folder, self.kept = Path(folder), kept
+
+    def _path(self, progress_id: str) -> Path:
+        return self.folder / (hashlib.sha256(progress_id.encode()).hexdigest()[:32] + ".json")
+
+    def start(self, progress_id: str) -> Job:
+        job = Job(self._path(progress_id), progress_id=progress_id, state="uploading", frames_done=0, frames_total=None)
+        done = sorted(self.folder.glob("*.json"), key=_written)
+        for old in done[: max(0, len(done) - self.kept)]:
+            old.unlink(missing_ok=True)  # the oldest jobs' progress is no longer asked for
+        return job
+
+    def get(self, progress_id: str) -> dict | None:
+        try:
+            return json.loads(self._path(progress_id).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str]:
@@ -398,7 +485,6 @@ def http_vs_in_process(
     so that a slow spell of a shared machine falls on both alike.
     """
     import http.client
-    import json
     from urllib.parse import urlsplit
 
     host, port = urlsplit(url).hostname, urlsplit(url).port
@@ -430,11 +516,13 @@ def http_vs_in_process(
 
 
 @contextmanager
-def background(xmls: list[Path], threads: int | None = None, timeout: float = 60.0):
+def background(xmls: list[Path], threads: int | None = None, timeout: float = 60.0, workers: int | None = None):
     """Start `python -m helpers serve` as a separate process on a free local port; yield (url, process); stop it.
 
     The notebook and the benchmark talk to a real server this way, as any
     client would; the server is always stopped, even when the caller fails.
+    `workers` defaults to the server's own default (`auto_workers`); it is
+    ready when every worker process has answered /health.
     """
     import socket
     import subprocess
@@ -448,21 +536,23 @@ def background(xmls: list[Path], threads: int | None = None, timeout: float = 60
         port = s.getsockname()[1]
     command = [sys.executable, "-m", "helpers", "serve", "--port", str(port)]
     command += [a for xml in xmls for a in ("--model", str(xml))] + (["--threads", str(threads)] if threads else [])
+    expected = workers or auto_workers()
+    command += ["--workers", str(expected)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
+    answered: set[int] = set()  # the worker processes that have answered (each new connection may reach another)
     try:
         deadline = time.monotonic() + timeout
-        while True:
+        while len(answered) < expected:
             if process.poll() is not None:
                 raise RuntimeError(f"the server stopped (exit {process.returncode}): {process.stderr.read()[-500:]}")
             try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
+                answered.add(httpx.get(url + "/health", timeout=1).json()["pid"])
+            except (httpx.HTTPError, ValueError, KeyError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer /health within {timeout:g} s")
-            time.sleep(0.1)
+                raise RuntimeError(f"{len(answered)} of {expected} server processes answered /health in {timeout:g} s")
+            time.sleep(0.02 if answered else 0.1)
         yield url, process
     finally:
         process.terminate()
@@ -470,6 +560,40 @@ def background(xmls: list[Path], threads: int | None = None, timeout: float = 60
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+WORKER_CONFIG = "COURSE_SERVE_WORKER"  # how `serve --workers N` tells each worker process what to serve
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of `python -m helpers serve --workers N` (uvicorn starts each by this name).
+
+    Each worker compiles its own copy of every model; the video jobs' folder
+    is the one the parent process made, so that any worker can report any job.
+    """
+    config = json.loads(os.environ[WORKER_CONFIG])
+    models = load_models([Path(m) for m in config["models"]], config["threads"])
+    return create_app(models, jobs_dir=Path(config["jobs"]))
+
+
+def run(xmls: list[Path], host: str, port: int, threads: int | None = None, workers: int = 1) -> None:
+    """Serve until interrupted: one process with the app, or `workers` processes sharing the port.
+
+    With several workers each gets `threads` inference threads (default: its
+    share of the CPUs, so that the workers do not fight over them).
+    """
+    import uvicorn
+
+    if workers == 1:
+        uvicorn.run(create_app(load_models(xmls, threads)), host=host, port=port, log_level="warning")
+        return
+    check_models(xmls)  # a bad model is refused here (ValueError), before any worker starts
+    with tempfile.TemporaryDirectory(prefix="course-serve-jobs-") as jobs:
+        share = threads or max(1, cpus() // workers)
+        os.environ[WORKER_CONFIG] = json.dumps({"models": [str(x) for x in xmls], "threads": share, "jobs": jobs})
+        uvicorn.run(
+            "helpers.serve:worker_app", factory=True, workers=workers, host=host, port=port, log_level="warning"
+        )
 
 
 def bad_requests(png: bytes) -> dict[str, tuple[str, dict]]:
@@ -583,8 +707,14 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str | None]:
     return data, model or None
 
 
-def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
-    """The FastAPI app: the API under /v1, /health, OpenAPI at /docs and the upload page at /."""
+def create_app(
+    models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS, jobs_dir: Path | None = None
+) -> FastAPI:
+    """The FastAPI app: the API under /v1, /health, OpenAPI at /docs and the upload page at /.
+
+    `jobs_dir` is where video jobs' progress is kept, shared by the worker
+    processes of one server; without it the app keeps its own temporary folder.
+    """
     # Image requests decode and predict on a pool twice the size of the infer-request pools: enough threads to
     # decode while others infer, few enough that they do not queue for the GIL against the event loop (measured
     # with benchmarks/serve_load.py: at 16 clients 640 against 515 requests/s with Starlette's 40 threads).
@@ -592,10 +722,15 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
         max(2, 2 * sum(m.pool.maxsize for m in models.values())), thread_name_prefix="predict"
     )
 
+    own_jobs = tempfile.TemporaryDirectory(prefix="course-serve-jobs-") if jobs_dir is None else None
+    jobs = Jobs(Path(own_jobs.name) if own_jobs else jobs_dir)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        if own_jobs is not None:
+            own_jobs.cleanup()
 
     app = FastAPI(
         title="Colonoscopy course model server",
@@ -628,13 +763,11 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "models": list(models)}
+        return {"status": "ok", "models": list(models), "pid": os.getpid()}
 
     @app.get("/v1/models")
     def list_models() -> dict:
         return {"models": [m.describe() for m in models.values()]}
-
-    jobs: OrderedDict[str, dict] = OrderedDict()  # progress_id -> that video job's progress
 
     def pick(name: Any) -> Served:
         if name in (None, ""):
@@ -719,11 +852,7 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
             raise ServeError("too_large", f"the request is over the limit of {MAX_VIDEO_BYTES / 1e6:g} MB")
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
             raise ServeError("unsupported_media_type", "send the video as multipart/form-data, field 'file'")
-        job = {"state": "uploading", "frames_done": 0, "frames_total": None}
-        if progress_id is not None:
-            jobs[progress_id] = job
-            while len(jobs) > KEPT_JOBS:
-                jobs.popitem(last=False)  # the oldest job's progress is no longer asked for
+        job = jobs.start(progress_id) if progress_id is not None else {}
         try:
             data, name = await read_upload(request, MAX_VIDEO_BYTES)
             name = name or next((n for n, m in models.items() if m.card["task"] == "segmentation"), None)
@@ -746,9 +875,10 @@ def create_app(models: dict[str, Served], max_bytes: int = MAX_BYTES, max_pixels
     @app.get("/v1/progress/{progress_id}")
     def video_progress(progress_id: str) -> dict:
         """How far the video sent with `?progress_id=` has got: state, frames done, frames in all (if known)."""
-        if progress_id not in jobs:
+        job = jobs.get(progress_id)
+        if job is None:
             raise ServeError("not_found", f"no video job {progress_id[:64]!r} (send one with ?progress_id=)")
-        return {"progress_id": progress_id, **jobs[progress_id]}
+        return job
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
