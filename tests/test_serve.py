@@ -4,8 +4,10 @@ concurrent requests (FastAPI's test client; no socket is opened)."""
 import base64
 import io
 import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,8 +253,13 @@ def test_worker_processes_share_the_port_and_the_video_jobs(irs):
     import httpx
     import psutil
 
+    def folders() -> set:
+        return set(Path(tempfile.gettempdir()).glob("course-serve-jobs-*"))
+
+    before = folders()
     with serve.background([irs["segmenter"]], threads=1, workers=2) as (url, process):
         workers = psutil.Process(process.pid).children(recursive=True)
+        assert len(folders() - before) == 1  # the server's one folder of video jobs, for both workers
         pids = {httpx.get(url + "/health").json()["pid"] for _ in range(30)}
         assert len(pids) == 2 and process.pid not in pids
         sent = httpx.post(url + "/v1/predict-video?progress_id=w-1", files={"file": ("v.mp4", _video())}, timeout=60)
@@ -264,6 +271,7 @@ def test_worker_processes_share_the_port_and_the_video_jobs(irs):
     assert process.poll() is not None
     psutil.wait_procs(workers, timeout=10)
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert folders() == before  # removed with the server
 
 
 def test_video_jobs_are_files_named_by_a_digest_and_the_newest_are_kept(tmp_path):
