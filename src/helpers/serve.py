@@ -166,9 +166,9 @@ def auto_workers() -> int:
 
     One Python process serves at most what its GIL lets through: measured on a
     16-CPU machine (benchmarks/serve_load.py), one process reached 0.62-0.67 of
-    the in-process throughput at 4 clients, 4 processes of 4 inference threads
-    0.89 and at 16 clients 2.2 times the in-process throughput. On 2 CPUs a
-    second process gains nothing (the CPUs are busy), so it stays one.
+    the in-process throughput at 4 clients, 4 processes 0.79-0.84 and at 16
+    clients 2.1-2.6 times the in-process throughput. On 2 busy CPUs a second
+    process costs more than it gains (0.59 against 0.68), so it stays one.
     """
     return max(1, cpus() // 4)
 
