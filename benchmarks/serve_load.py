@@ -53,9 +53,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="load time per setting, over all rounds")
     parser.add_argument("--rounds", type=int, default=4, help="turns each mode takes per client count")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--workers", default="auto", help="server processes (default: as the server, one per 4 CPUs)")
+    parser.add_argument(
+        "--workers", type=serve.worker_count, default="auto", help="server processes (default: as the server's)"
+    )
     args = parser.parse_args()
-    workers = serve.auto_workers() if args.workers == "auto" else int(args.workers)
+    workers = args.workers
     model = Path(args.model)
     if not model.is_file():
         print(f"error: {model} is missing: run ./run_all.sh (notebook 06 writes it) or pass --model", file=sys.stderr)

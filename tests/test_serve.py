@@ -289,6 +289,7 @@ def test_video_jobs_are_files_named_by_a_digest_and_the_newest_are_kept(tmp_path
 def test_auto_workers_is_one_per_four_cpus(monkeypatch, cpus, workers):
     monkeypatch.setattr(serve, "cpus", lambda: cpus)
     assert serve.auto_workers() == workers
+    assert serve.worker_count("auto") == workers and serve.worker_count("3") == 3  # the command lines' --workers
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])

@@ -179,9 +179,9 @@ def _make_reference(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     """Exit code 2 for a model that cannot be served; otherwise serves until interrupted."""
-    from .serve import auto_workers, check_models, run
+    from .serve import check_models, run
 
-    workers = auto_workers() if args.workers == "auto" else int(args.workers)
+    workers = args.workers
     xmls = [Path(m) for m in args.model]
     try:
         check_models(xmls)
@@ -197,10 +197,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workers(text: str) -> str:
-    if text != "auto" and not (text.isdigit() and int(text) >= 1):
-        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes (1 or more) or 'auto'")
-    return text
+def _worker_count(text: str) -> int:
+    from .serve import worker_count  # imported when parsed: other commands need no FastAPI
+
+    return worker_count(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument(
         "--workers",
-        type=_workers,
+        type=_worker_count,
         default="auto",
         help="server processes sharing the port, each with its own copy of the models: one Python process is "
         "limited by its GIL (default auto: one per 4 CPUs, at least one)",

@@ -12,6 +12,7 @@ bytes are decoded in memory; nothing a client sends becomes a path.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import binascii
@@ -171,6 +172,15 @@ def auto_workers() -> int:
     process costs more than it gains (0.59 against 0.68), so it stays one.
     """
     return max(1, cpus() // 4)
+
+
+def worker_count(text: str) -> int:
+    """`--workers` as given on a command line (the server's and the benchmark's): a count of 1 or more, or 'auto'."""
+    if text == "auto":
+        return auto_workers()
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of processes (1 or more) or 'auto'")
+    return int(text)
 
 
 class Job(dict):
