@@ -69,6 +69,7 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
     for heading in ("Knowledge distillation", "augmentation ablation", "Ensembles", "OpenVINO", "## Run manifest"):
         assert heading in text, heading
     assert text.count("Data: synthetic") >= 5 and "published" in text  # provenance lines and the published U-Net rows
+    assert "run seed 0 · profile smoke" in text and "Profile **smoke**, run seed 0" in text  # not a training seed
     assert "data:image/png;base64," in (run / "report.html").read_text()  # self-contained
     # every file of the run belongs to the notebook that writes it (so a re-run can replace exactly its own files)
     claimed = {o for s in discover() for o in s.outputs} | {"notebooks", "manifest.json"}

@@ -342,7 +342,8 @@ def manifest_section(manifest: dict) -> str:
         for nb, params in (manifest.get("profile_settings") or {}).get("notebook_params", {}).items()
     }
     lines = [
-        f"- Profile **{manifest.get('profile')}**, seed {manifest.get('seed')}; per-stage seeds: "
+        f"- Profile **{manifest.get('profile')}**, run seed {manifest.get('seed')} (data, splits, each stage's own "
+        "draws); training seeds per stage: "
         + ", ".join(f"{nb.split('_')[0]} {s}" for nb, s in seeds.items() if s)
         + ".",
         f"- Code: git {git.get('commit', '?')}"

@@ -418,10 +418,14 @@ def mask_warnings(sets: dict[str, LoadedSet]) -> list[dict]:
 
 
 def provenance(report: dict, split: str) -> str:
-    """One line every table and figure carries: which data, split, seed and profile made it."""
+    """One line every table and figure carries: which data, split, seed and profile made it.
+
+    The run seed (the profile's `seed`: the generator, the splits and each
+    stage's own draws) is named as such, apart from a table's training seeds.
+    """
     return (
         f"Data: {report['description']} (fingerprint {report['fingerprint'][:12]}) · split: {split} · "
-        f"seed {report['seed']} · profile {report['profile']} · image size {report['image_size']} px"
+        f"run seed {report['seed']} · profile {report['profile']} · image size {report['image_size']} px"
     )
 
 
