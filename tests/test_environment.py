@@ -3,6 +3,7 @@
 import os
 import re
 
+import pytest
 import yaml
 
 from helpers import paths
@@ -55,8 +56,46 @@ def test_artifacts_are_readable_like_ordinary_files(tmp_path):
     old = os.umask(0o022)
     try:
         path = write_json(tmp_path / "a.json", {"x": 1})
-        save_figure(plt.figure(), tmp_path, "fig")
+        save_figure(plt.figure(), tmp_path, "fig", caption="Data: test")
     finally:
         os.umask(old)
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
     assert oct((tmp_path / "fig.png").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_figure_caption_sits_under_the_drawing_wrapped_to_its_width(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from helpers.artifacts import add_caption, save_figure
+
+    def drawn():
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot([0, 1], [0, 1])
+        ax.set_xticks([0, 1], ["a long rotated tick label", "another one"], rotation=60)
+        return fig
+
+    plain = drawn()
+    plain.savefig(tmp_path / "plain.png", dpi=50, bbox_inches="tight")
+    fig = drawn()
+    renderer = fig.canvas.get_renderer()
+    content_bottom = fig.get_tightbbox(renderer).y0 * fig.dpi  # display units, rotated labels included
+    caption = "Data: synthetic Kvasir layout (fingerprint 0123456789ab) · split: test · run seed 0 · profile cpu " * 3
+    add_caption(fig, caption)
+    text = fig.texts[-1]
+    box = text.get_window_extent(renderer)
+    assert box.y1 < content_bottom, "the caption must not cover the axis or its tick labels"
+    assert text.get_text().count("\n") >= 2, "a long caption is wrapped to the drawing's width"
+    assert text.get_text().replace("\n", " ").split() == caption.split(), "wrapping keeps every word"
+
+    save_figure(drawn(), tmp_path, "captioned", caption=caption, dpi=50)
+    (w0, h0), (w1, h1) = Image.open(tmp_path / "plain.png").size, Image.open(tmp_path / "captioned.png").size
+    assert h0 < h1 < h0 + 60, "the caption adds a few lines of height, not an empty band"
+    assert w1 <= w0 + 5, "the wrapped caption does not widen the figure"
+
+    with pytest.raises(ValueError, match="caption"):
+        save_figure(drawn(), tmp_path, "uncaptioned", caption=" ")
+    assert not (tmp_path / "uncaptioned.png").exists()

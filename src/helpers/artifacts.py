@@ -46,12 +46,39 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return write_text(path, frame.to_csv(index=False))
 
 
-def save_figure(fig: Any, folder: Path, name: str, dpi: int = 110) -> None:
-    """Save a matplotlib figure as `<folder>/<name>.png` (atomically).
+CAPTION_FONTSIZE = 7
 
-    Returns nothing, so a notebook cell ending with it shows the figure (inline
+
+def add_caption(fig: Any, caption: str) -> None:
+    """Put `caption` under everything already drawn in `fig`, wrapped to the drawing's width.
+
+    It is placed below the drawn content's bounding box (rotated tick labels
+    included), so it never covers an axis; it is wrapped by hand, because
+    matplotlib's own `wrap=True` on text outside the axes breaks
+    `bbox_inches="tight"` (a large empty band in the PNG).
+    """
+    import textwrap
+
+    if not caption.strip():
+        raise ValueError("a figure's caption must say which data, split, seed and profile made it; got an empty one")
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+    width, height = fig.get_size_inches()
+    chars = max(40, int(box.width * 72 / (0.52 * CAPTION_FONTSIZE)))  # ~0.52 em per character
+    text = "\n".join(textwrap.fill(part, chars) for part in caption.splitlines())
+    fig.text(
+        box.x0 / width, (box.y0 - 0.08) / height, text, ha="left", va="top", fontsize=CAPTION_FONTSIZE, color="0.3"
+    )
+
+
+def save_figure(fig: Any, folder: Path, name: str, *, caption: str, dpi: int = 110) -> None:
+    """Save a matplotlib figure as `<folder>/<name>.png` (atomically), with its provenance caption underneath.
+
+    The caption is required: a figure saved on its own (and shown in the
+    report) must say which data, split, seed and profile made it. Returns
+    nothing, so a notebook cell ending with it shows the figure (inline
     backend) rather than a path.
     """
+    add_caption(fig, caption)
     path = Path(folder) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")

@@ -310,7 +310,7 @@ def per_class_table(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -
     return pd.DataFrame({"class": classes, "precision": p, "recall": r, "f1": f, "support": s})
 
 
-def plot_confusions(results: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], title: str = ""):
+def plot_confusions(results: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str]):
     """Confusion matrices (counts, rows = true class) side by side, one per model."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
@@ -322,8 +322,6 @@ def plot_confusions(results: dict[str, tuple[np.ndarray, np.ndarray]], classes: 
         ConfusionMatrixDisplay(cm, display_labels=short).plot(ax=ax, colorbar=False, cmap="Blues")
         ax.set_title(name)
         ax.tick_params(axis="x", labelrotation=30)
-    if title:
-        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

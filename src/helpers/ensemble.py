@@ -236,7 +236,7 @@ def segmentation_cost(models: dict[str, nn.Module], frame: np.ndarray, repeats: 
     return cost
 
 
-def plot_segmentation(wide: pd.DataFrame, order: list[str], title: str):
+def plot_segmentation(wide: pd.DataFrame, order: list[str]):
     """Test Dice per member and vote: mean ± sd over seeds as bars, one dot per seed."""
     import seaborn as sns
 
@@ -248,7 +248,6 @@ def plot_segmentation(wide: pd.DataFrame, order: list[str], title: str):
         xlabel="test Dice (mean ± sd over seeds, one dot per seed)",
         ylabel="",
     )
-    ax.set_title(title, fontsize=7)
     ax.figure.set_size_inches(8, 4.2)
     return ax.figure
 
@@ -307,7 +306,6 @@ def rescue_figure(
     predicted: dict[str, np.ndarray],
     found: dict,
     member_names: list[str],
-    title: str,
     shown: int = 3,
 ):
     """Up to `shown` rescued frames: every member's mask and the hard vote's, each with its Dice."""
@@ -320,7 +318,7 @@ def rescue_figure(
         for i in picked
     ]
     masks_shown = {n: predicted[n][picked] for n in [*member_names, hard]}
-    return plot_cases(images[picked], masks[picked], masks_shown, captions, title=title)
+    return plot_cases(images[picked], masks[picked], masks_shown, captions)
 
 
 # --- notebook 05's steps: classifier ensembles ----------------------------------------------------------------

@@ -347,7 +347,7 @@ def ablation_verdicts(summary: pd.DataFrame, arch: str, test_set: str = "test") 
     return out
 
 
-def plot_ablation(runs: pd.DataFrame, metric: str = "dice", title: str = ""):
+def plot_ablation(runs: pd.DataFrame, metric: str = "dice"):
     """Bars of `metric` per ablation row and architecture, one panel per test set: mean ± sd over seeds,
     one dot per seed."""
     import matplotlib.pyplot as plt
@@ -371,15 +371,11 @@ def plot_ablation(runs: pd.DataFrame, metric: str = "dice", title: str = ""):
         )
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
         ax.legend(fontsize=7, loc="lower right")
-    if title:
-        fig.suptitle(title, fontsize=7, wrap=True)
     fig.tight_layout()
     return fig
 
 
-def plot_cases(
-    images: np.ndarray, masks: np.ndarray, preds: dict[str, np.ndarray], captions: list[str], title: str = ""
-):
+def plot_cases(images: np.ndarray, masks: np.ndarray, preds: dict[str, np.ndarray], captions: list[str]):
     """One column per frame: the image, the ground truth (green) and each named prediction (magenta) overlaid."""
     import matplotlib.pyplot as plt
 
@@ -403,8 +399,6 @@ def plot_cases(
             if r == 0:
                 ax.set_title(captions[c], fontsize=7)
         axes[r, 0].set_ylabel(name, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=7, wrap=True)
     fig.tight_layout()
     return fig
 
@@ -553,7 +547,7 @@ def centre_scores(models: dict[str, list[nn.Module]], sets: dict[str, tuple[np.n
     return pd.DataFrame(rows)
 
 
-def plot_centres(table: pd.DataFrame, title: str = ""):
+def plot_centres(table: pd.DataFrame):
     """Dice per model and centre with its 95% interval: the drop from the in-centre test to each other centre."""
     import matplotlib.pyplot as plt
 
@@ -568,8 +562,6 @@ def plot_centres(table: pd.DataFrame, title: str = ""):
     ax.set_xticks(np.arange(len(centres)), centres, fontsize=8)
     ax.set(ylabel="Dice (mean over frames, 95% bootstrap interval)", ylim=(0, 1))
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=7, wrap=True)
     fig.tight_layout()
     return fig
 
