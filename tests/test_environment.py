@@ -99,3 +99,28 @@ def test_figure_caption_sits_under_the_drawing_wrapped_to_its_width(tmp_path):
     with pytest.raises(ValueError, match="caption"):
         save_figure(drawn(), tmp_path, "uncaptioned", caption=" ")
     assert not (tmp_path / "uncaptioned.png").exists()
+
+
+def test_the_report_gives_each_figure_its_caption_as_alt_text(tmp_path):
+    """The caption is kept in the PNG (Description) and read back for the report's alt text, brackets and all."""
+    import html
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.artifacts import figure_caption, save_figure
+    from helpers.report import _image, to_html
+
+    caption = 'Data: synthetic (fingerprint 0123) · split: test · seeds [0, 1] · area in [0.1, 0.4) · "profile" cpu'
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1])
+    save_figure(fig, tmp_path / "03_kd", "curve", caption=caption, dpi=40)
+    assert figure_caption(tmp_path / "03_kd" / "curve.png") == caption
+    page = to_html(_image(tmp_path / "03_kd", "curve.png"), tmp_path, "t")
+    alt = re.search(r'<img src="data:image/png;base64,[^"]+" alt="([^"]*)"', page)
+    assert alt and html.unescape(alt.group(1)) == caption
+
+    plt.subplots()[0].savefig(tmp_path / "03_kd" / "old.png")  # a PNG from before captions were kept
+    assert "![03_kd old.png](03_kd/old.png)" == _image(tmp_path / "03_kd", "old.png")

@@ -74,7 +74,9 @@ def save_figure(fig: Any, folder: Path, name: str, *, caption: str, dpi: int = 1
     """Save a matplotlib figure as `<folder>/<name>.png` (atomically), with its provenance caption underneath.
 
     The caption is required: a figure saved on its own (and shown in the
-    report) must say which data, split, seed and profile made it. Returns
+    report) must say which data, split, seed and profile made it. It is drawn
+    under the figure and also kept as the PNG's `Description` text, which the
+    report reads back for the image's alt text (`figure_caption`). Returns
     nothing, so a notebook cell ending with it shows the figure (inline
     backend) rather than a path.
     """
@@ -84,12 +86,20 @@ def save_figure(fig: Any, folder: Path, name: str, *, caption: str, dpi: int = 1
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Title": name, "Description": caption})
         readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def figure_caption(path: Path) -> str:
+    """The caption `save_figure` kept in a PNG's `Description` text ("" for a PNG saved without one)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.info.get("Description", "")
 
 
 SUMMARY = "summary.json"

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from . import course
-from .artifacts import read_json, read_summary
+from .artifacts import figure_caption, read_json, read_summary
 from .paths import in_run
 
 FLOOR = 0.01
@@ -411,7 +411,7 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
             parts += [published, ""]
         if stage in CONTEXT:
             parts += [f"*{CONTEXT[stage]}*", ""]
-        parts += [f"![{folder.name} {fig}]({folder.name}/{fig})" for fig in figures if (folder / fig).is_file()] + [""]
+        parts += [_image(folder, fig) for fig in figures if (folder / fig).is_file()] + [""]
     if reference is not None:
         table = verify(run, reference)
         parts += [
@@ -434,6 +434,13 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _image(folder: Path, fig: str) -> str:
+    """A figure as Markdown, its alt text the provenance caption kept in the PNG (the file name for an old one)."""
+    alt = " ".join(figure_caption(folder / fig).split()) or f"{folder.name} {fig}"
+    alt = alt.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    return f"![{alt}]({folder.name}/{fig})"
 
 
 def to_html(markdown_text: str, base: Path, title: str) -> str:
