@@ -16,42 +16,23 @@ profile (2 runs of 100 epochs, side by side) it takes about 6 minutes.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from helpers import numerics
-from helpers.profiles import PROFILES
+from helpers import diagnosis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="cpu", choices=list(PROFILES))
-    parser.add_argument("--reports-root", default="", help="where the run's reports are (default: reports/)")
+    parser = diagnosis.parser(__doc__)
     parser.add_argument("--epochs", type=int, help="teacher epochs (default: the profile's teacher_epochs)")
     parser.add_argument("--lrs", type=float, nargs="+", help="learning rates (default: the profile's)")
     parser.add_argument("--retrain", action="store_true", help="train the SimCLR runs too, not read the run's")
     args = parser.parse_args(argv)
-    profile = PROFILES[args.profile]
-    numerics.apply("pinned", profile.threads)  # a course run's code path; torch must load after it
-    import numpy as np
-
+    if (run := diagnosis.start(args)) is None:
+        return 2
     from helpers import classify, course, data, paths
 
-    params = profile.params_for("03_knowledge_distillation")
-    ssl_dir = paths.stage_dir(args.profile, course.SSL, args.reports_root, create=False)
-    if not (ssl_dir / "encoder.pt").is_file():
-        print(
-            f"error: {ssl_dir / 'encoder.pt'} is missing: run ./run_all.sh first (notebook 02 writes it)",
-            file=sys.stderr,
-        )
-        return 2
-    report = data.read_data_report(args.profile, args.reports_root)
+    profile, params, ssl_dir, name, report, splits = run
     classes, size = report["classes"], profile.image_size
-    splits = {}
-    for split in ("train", "val"):
-        loaded, rows = data.load_split("classification", split, args.profile, args.reports_root, size)
-        splits[split] = (loaded.images, np.array([classes.index(c) for c in rows["label"]]))
-    name = classify.teacher_for(ssl_dir, params["students"], params["label_budgets"])
     epochs = args.epochs or params["teacher_epochs"]
     recipe = dict(model=name, epochs=epochs, batch_size=profile.batch_size, image_size=size, seed=profile.seed)
     kd_dir = paths.stage_dir(args.profile, course.KD, args.reports_root, create=False)

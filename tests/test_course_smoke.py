@@ -107,6 +107,19 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
     )
     assert all(r[-1].strip() == "trained here" for r in retrained.values())
     assert {k: r[:-1] for k, r in read.items()} == {k: r[:-1] for k, r in retrained.items()}
+    # the label-budget check (scripts/label_budget.py): notebook 03's grid at another budget, on validation only
+    script = script.with_name("label_budget.py")
+    printed = subprocess.run(
+        [sys.executable, str(script), "--profile", "smoke", "--reports-root", str(reports), "--epochs", "1"]
+        + ["--budgets", "0.5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "scored on validation only" in printed
+    rows = [line.split("|")[1:-1] for line in printed.splitlines() if line.startswith("|  0.5")]
+    methods = sorted(r[3].strip() for r in rows)
+    assert methods == sorted(["fine-tuned SSL encoder"] + ["scratch", "KD", "KD + transfer"] * 2), printed
     assert manifest["numerics"]["mode"] == "pinned" and manifest["numerics"]["threads"] == 2
     assert manifest["numerics"]["variables"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     # another CPU code path: MKL and NumPy capped at AVX2 as on a CPU without AVX-512. Under the course's pin
