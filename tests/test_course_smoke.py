@@ -117,7 +117,7 @@ def test_all_notebooks_run_in_smoke_profile(tmp_path, monkeypatch):
         check=True,
     ).stdout
     assert "scored on validation only" in printed
-    rows = [line.split("|")[1:-1] for line in printed.splitlines() if line.startswith("|  0.5")]
+    rows = [cells for line in printed.splitlines() if (cells := line.split("|")[1:-1]) and cells[0].strip() == "0.5"]
     methods = sorted(r[3].strip() for r in rows)
     assert methods == sorted(["fine-tuned SSL encoder"] + ["scratch", "KD", "KD + transfer"] * 2), printed
     assert manifest["numerics"]["mode"] == "pinned" and manifest["numerics"]["threads"] == 2
