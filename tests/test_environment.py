@@ -116,11 +116,11 @@ def test_the_report_gives_each_figure_its_caption_as_alt_text(tmp_path):
     caption = 'Data: synthetic (fingerprint 0123) · split: test · seeds [0, 1] · area in [0.1, 0.4) · "profile" cpu'
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.plot([0, 1])
-    save_figure(fig, tmp_path / "03_kd", "curve", caption=caption, dpi=40)
-    assert figure_caption(tmp_path / "03_kd" / "curve.png") == caption
-    page = to_html(_image(tmp_path / "03_kd", "curve.png"), tmp_path, "t")
+    save_figure(fig, tmp_path / "stage", "curve", caption=caption, dpi=40)
+    assert figure_caption(tmp_path / "stage" / "curve.png") == caption
+    page = to_html(_image(tmp_path / "stage", "curve.png"), tmp_path, "t")
     alt = re.search(r'<img src="data:image/png;base64,[^"]+" alt="([^"]*)"', page)
     assert alt and html.unescape(alt.group(1)) == caption
 
-    plt.subplots()[0].savefig(tmp_path / "03_kd" / "old.png")  # a PNG from before captions were kept
-    assert "![03_kd old.png](03_kd/old.png)" == _image(tmp_path / "03_kd", "old.png")
+    plt.subplots()[0].savefig(tmp_path / "stage" / "old.png")  # a PNG from before captions were kept
+    assert "![stage old.png](stage/old.png)" == _image(tmp_path / "stage", "old.png")
