@@ -61,20 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         label_seed=profile.seed,
         **shared,
     )
-    runs = runs[runs["chosen"]]
-    table = runs.groupby(["budget", "labels", "student", "method"], as_index=False)["val_macro_f1"].agg(["mean", "std"])
+    methods = pd.CategoricalDtype(classify.METHODS, ordered=True)  # scratch, KD, KD + transfer, in that order
+    runs = runs[runs["chosen"]].astype({"method": methods})
+    keys = ["budget", "labels", "student", "method"]
+    table = runs.groupby(keys, as_index=False, observed=True)["val_macro_f1"].agg(["mean", "std"])
     teacher_rows = [
         {"budget": b, "labels": int(runs.loc[runs["budget"] == b, "labels"].iloc[0]), "student": f"teacher ({name})"}
         | {"method": "fine-tuned SSL encoder", "mean": history["val_macro_f1"].max(), "std": float("nan")}
         for b, (_, history) in teachers.items()
     ]
-    table = pd.concat([pd.DataFrame(teacher_rows), table], ignore_index=True)
-    method_rank = table["method"].map({m: i for i, m in enumerate(classify.METHODS)})  # scratch, KD, KD + transfer
-    table = (
-        table.assign(student_rank=~table["student"].str.startswith("teacher"), method_rank=method_rank)
-        .sort_values(["budget", "student_rank", "student", "method_rank"])  # each budget's teacher first
-        .drop(columns=["student_rank", "method_rank"])
-    )
+    table = pd.concat([pd.DataFrame(teacher_rows), table.astype({"method": str})], ignore_index=True)
+    table = table.sort_values("budget", kind="stable")  # each budget's teacher first
     print(
         data.provenance(
             report, f"train {len(splits['train'][1])} / val {len(splits['val'][1])} frames; scored on validation only"
