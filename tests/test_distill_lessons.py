@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import distill
-from helpers.tables import as_markdown, mean_std
+from helpers.tables import as_markdown, compare, mean_std
 
 
 def test_temperature_table_matches_hand_computed_softmax():
@@ -62,6 +62,11 @@ def test_three_way_kd_verdicts_use_the_one_rule():
     assert distill.verdicts(_summary(0.805, 0.02), "s", 0.1)["comparisons"][1]["outcome"] == "tie_above"
     assert distill.verdicts(_summary(0.79, 0.02), "s", 0.1)["comparisons"][1]["outcome"] == "tie_below"
     assert distill.verdicts(_summary(0.60, 0.01), "s", 0.1)["comparisons"][2]["outcome"] == "worse"
+
+
+def test_a_difference_that_rounds_to_zero_is_a_tie_printed_without_a_minus_sign():
+    judged = compare(0.7600, 0.01, 0.7603, 0.01)
+    assert judged["outcome"] == "tie_above" and f"{judged['gain']:+.3f}" == "+0.000"
 
 
 def test_verdicts_start_with_the_teacher_against_scratch():

@@ -43,10 +43,10 @@ def compare(
     """`new` vs `base` (means over runs): clearly better or worse only beyond the larger std over runs.
 
     The difference is rounded to the shown precision first, so a gap nobody
-    can see in the table is a tie. `spread_of` says what the spread is over,
+    can see in the table is a tie (and prints as +0.000, never -0.000). `spread_of` says what the spread is over,
     in the words. Returns gain, spread, outcome (a key of WORDS) and its words.
     """
-    gain, spread = round(new - base, digits), max(new_std, base_std)
+    gain, spread = round(new - base, digits) + 0.0, max(new_std, base_std)  # + 0.0 turns -0.0 into 0.0
     if gain > spread:
         outcome = "better"
     elif gain >= 0:
