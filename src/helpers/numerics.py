@@ -11,7 +11,13 @@ apart on one machine with and without AVX-512. A course run therefore pins:
   kernels: its outputs did not move with this variable);
 * PyTorch's own vectorised kernels (sums, norms, optimizer steps) to AVX2
   (`ATEN_CPU_CAPABILITY`);
-* MKL's conditional numerical reproducibility to its AVX2 branch (`MKL_CBWR`);
+* MKL to its `COMPATIBLE` branch (`MKL_CBWR`): MKL keeps other branches for
+  Intel CPUs only, so on an AMD CPU it ignores the setting. With `AVX2`, an
+  Intel Xeon computed `exp`, the 3 x 3 inverse and the batched matrix product
+  of the colour jitter otherwise than this AMD EPYC, and the U-Nets trained
+  with colour jitter ended apart in the 3rd decimal (smoke run, 22 of 102
+  metrics); with `COMPATIBLE` the Xeon gives the EPYC's bits
+  (`scripts/numerics_probe.py`);
 * NumPy's SIMD dispatch to AVX2 (`NPY_DISABLE_CPU_FEATURES`): its AVX-512
   `exp`/`sin`/`cos` round differently, and the embedded data generator wrote
   other bytes with them;
@@ -33,7 +39,7 @@ MODES = ("pinned", "native")
 PINNED_ISA = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "AVX2",
+    "MKL_CBWR": "COMPATIBLE",
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }  # NumPy 2.x's AVX-512 dispatch groups
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "COURSE_THREADS")
