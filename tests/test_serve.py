@@ -386,3 +386,25 @@ def test_the_server_runs_without_pytorch():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )
+
+
+def test_a_fresh_servers_first_request_imports_nothing_heavy(irs):
+    """The first image request (overlay included) once imported scikit-learn, matplotlib and seaborn: 1.0 s against
+    0.04 s for the next ones, and a notebook's client timed out. They load with the server now, or not at all."""
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; import numpy as np; from helpers import serve\n"
+        f"served = serve.load_models([Path({str(irs['segmenter'])!r})], threads=1).popitem()[1]\n"
+        "before = set(sys.modules)\n"
+        f"png = {_png(np.full((40, 56, 3), 120, np.uint8))!r}\n"
+        "answer = serve.decode_and_predict(served, png, with_overlay=True)\n"
+        "assert 'overlay_png_base64' in answer\n"
+        "print(sorted({m.split('.')[0] for m in set(sys.modules) - before}))"
+    )  # Pillow's format plugins may still load on first use: milliseconds
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    heavy = {"sklearn", "matplotlib", "seaborn", "scipy", "pandas", "torch"}
+    assert not heavy & set(ast.literal_eval(done.stdout.strip())), done.stdout

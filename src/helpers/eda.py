@@ -15,6 +15,7 @@ import seaborn as sns
 from scipy import ndimage
 
 from .data import OUT_OF_CENTRE, LoadedSet, polyp_counts
+from .runtime import overlay
 
 FOV_LUMA = 12  # pixels darker than this are the black frame, not tissue
 SPLIT_ORDER = ("train", "val", "test", OUT_OF_CENTRE)
@@ -184,15 +185,6 @@ def centre_gallery(rows: pd.DataFrame, root: str, described: dict[str, str], hel
         ax.axis("off")
     fig.tight_layout()
     return fig
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, colour=(0, 255, 0), alpha: float = 0.35) -> np.ndarray:
-    """Image with the mask tinted in and its outline drawn, for eyeballing label quality."""
-    out = image.astype(np.float32).copy()
-    m = mask.astype(bool)
-    out[m] = (1 - alpha) * out[m] + alpha * np.array(colour, np.float32)
-    out[m & ~ndimage.binary_erosion(m, border_value=1)] = colour
-    return out.clip(0, 255).astype(np.uint8)
 
 
 def overlay_grid(loaded: LoadedSet, n: int = 8, seed: int = 0) -> plt.Figure:

@@ -245,7 +245,7 @@ def plot_cams(images: np.ndarray, cams: dict[str, np.ndarray], captions: list[st
     """Rows of frames: the image (with the mask outline when given), then each model's map."""
     import matplotlib.pyplot as plt
 
-    from .eda import overlay as outline
+    from .runtime import overlay as outline
 
     n = len(images)
     fig, axes = plt.subplots(n, 1 + len(cams), figsize=(2.3 * (1 + len(cams)), 2.35 * n), squeeze=False)

@@ -379,7 +379,7 @@ def plot_cases(images: np.ndarray, masks: np.ndarray, preds: dict[str, np.ndarra
     """One column per frame: the image, the ground truth (green) and each named prediction (magenta) overlaid."""
     import matplotlib.pyplot as plt
 
-    from .eda import overlay
+    from .runtime import overlay
 
     rows = [("image", images), ("ground truth", [overlay(im, m) for im, m in zip(images, masks)])]
     rows += [
@@ -408,7 +408,7 @@ def show_augmentations(images: np.ndarray, masks: np.ndarray, pool: tuple[np.nda
     import matplotlib.pyplot as plt
 
     from .augment import CopyPaste
-    from .eda import overlay
+    from .runtime import overlay
 
     names = ["original", *AUGMENTATIONS]
     fig, axes = plt.subplots(len(images), len(names), figsize=(1.6 * len(names), 1.75 * len(images)), squeeze=False)

@@ -36,9 +36,11 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.exceptions import HTTPException
 
 from . import runtime
+from .data.images import to_rgb8  # imported with the server, not by its first request (0.6 s: sklearn)
 
 MAX_BYTES = 20_000_000  # an upload larger than this is refused (a Kvasir frame is at most ~1 MB)
 MAX_PIXELS = runtime.MAX_PIXELS
@@ -244,10 +246,6 @@ class Jobs:
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, str]:
     """Upload bytes -> 8-bit RGB at full resolution and a note on any conversion, or a ServeError with its code."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from .data.images import to_rgb8
-
     if not data:
         raise ServeError("empty_input", "the upload is empty (0 bytes)")
     try:
@@ -288,8 +286,6 @@ def decode_base64(text: Any, max_bytes: int = MAX_BYTES) -> bytes:
 
 
 def _png_base64(array: np.ndarray) -> str:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -303,8 +299,6 @@ def _segment_frame(served: Served, rgb: np.ndarray) -> np.ndarray:
 
 def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> dict:
     """One frame through one model: class and probabilities, or polyp area and the mask at the frame's size."""
-    from .eda import overlay
-
     card, (h, w) = served.card, image.shape[:2]
     out: dict[str, Any] = {"model": served.name, "task": card["task"], "width": w, "height": h}
     if card["task"] == "classification":
@@ -316,7 +310,7 @@ def predict(served: Served, image: np.ndarray, with_overlay: bool = False) -> di
     out["polyp_area"] = float(mask.mean())
     out["mask_png_base64"] = _png_base64(mask.astype(np.uint8) * 255)
     if with_overlay:
-        out["overlay_png_base64"] = _png_base64(overlay(image, mask, (255, 0, 255)))
+        out["overlay_png_base64"] = _png_base64(runtime.overlay(image, mask, (255, 0, 255)))
     return out
 
 
@@ -335,7 +329,6 @@ def _draw_video(
     """
     import av
 
-    from .eda import overlay
     from .progress import progress
 
     stream = source.streams.video[0]
@@ -354,7 +347,7 @@ def _draw_video(
                 encoder.pix_fmt, encoder.options = "yuv420p", {"crf": "23", "preset": "veryfast"}
             mask = _segment_frame(served, rgb)
             areas.append(float(mask.mean()))
-            drawn = np.ascontiguousarray(overlay(rgb, mask, (255, 0, 255))[: encoder.height, : encoder.width])
+            drawn = np.ascontiguousarray(runtime.overlay(rgb, mask, (255, 0, 255))[: encoder.height, : encoder.width])
             sink.mux(encoder.encode(av.VideoFrame.from_ndarray(drawn, format="rgb24")))
             if job is not None:
                 job["frames_done"] = len(areas)
