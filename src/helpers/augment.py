@@ -212,6 +212,25 @@ def _geometric(
 
 
 _RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+# Its inverse, written out (float32): computed by `torch.linalg.inv`, MKL's LAPACK gave other last bits on an Intel
+# Xeon than on the AMD CPU that made the reference (scripts/numerics_probe.py); these are the reference's.
+_YIQ_TO_RGB = torch.tensor(
+    [
+        [1.0, 0.9561706781387329, 0.6214325428009033],
+        [1.0000001192092896, -0.2726886570453644, -0.6468132138252258],
+        [1.0, -1.1037439107894897, 1.7006230354309082],
+    ]
+)
+
+
+def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`matrix @ x` over dimension 1 (N x 3 x 3 with N x 3 x ...), as three products summed in order.
+
+    Not `einsum`/`bmm`: those go to MKL, whose small products differed in the last bit between an Intel and an
+    AMD CPU under the same pin; elementwise products and sums are PyTorch's own kernels, the same on both.
+    """
+    shape = (*matrix.shape[:2], *[1] * (x.dim() - 2))
+    return sum(matrix[:, :, k].reshape(shape) * x[:, None, k] for k in range(3))
 
 
 def _colour(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
@@ -231,9 +250,8 @@ def _colour(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     rotate = torch.zeros(n, 3, 3)  # hue: a rotation of the chroma plane (I, Q) of YIQ
     rotate[:, 0, 0] = 1
     rotate[:, 1, 1], rotate[:, 1, 2], rotate[:, 2, 1], rotate[:, 2, 2] = hue.cos(), -hue.sin(), hue.sin(), hue.cos()
-    matrix = torch.linalg.inv(_RGB_TO_YIQ) @ rotate @ _RGB_TO_YIQ
-    out = torch.einsum("nij,njhw->nihw", matrix, out).clamp(0, 1)
-    return torch.where(chosen.view(n, 1, 1, 1), out, x)
+    matrix = _mix(_mix(_YIQ_TO_RGB.expand(n, 3, 3), rotate), _RGB_TO_YIQ.expand(n, 3, 3))
+    return torch.where(chosen.view(n, 1, 1, 1), _mix(matrix, out).clamp(0, 1), x)
 
 
 def _blur(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
@@ -242,8 +260,9 @@ def _blur(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     chosen = torch.rand(n, generator=g) < p
     sigma = _uniform(n, *BLUR_SIGMA, g)
     offsets = torch.arange(BLUR_SIZE, dtype=torch.float32) - BLUR_SIZE // 2
-    kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
-    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(ch, 0)  # n*ch x size
+    # the normalised Gaussian weights are a softmax of -d^2 / (2 sigma^2): PyTorch's own exp, where torch.exp goes to
+    # MKL's vector math, which gave other bits on an Intel CPU than on the reference's AMD one
+    kernel = torch.softmax(-0.5 * (offsets[None] / sigma[:, None]) ** 2, dim=1).repeat_interleave(ch, 0)  # n*ch x size
     pad = BLUR_SIZE // 2
     flat = F.pad(x.reshape(1, n * ch, h, w), (pad, pad, pad, pad), mode="reflect")
     flat = F.conv2d(flat, kernel.view(n * ch, 1, BLUR_SIZE, 1), groups=n * ch)
