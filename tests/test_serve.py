@@ -383,6 +383,11 @@ def test_the_server_runs_without_pytorch():
     import sys
 
     code = "import sys, helpers.serve, helpers.eda; print([m for m in ('torch', 'timm', 'nncf') if m in sys.modules])"
+    served = "import sys, helpers.serve; print([m for m in ('sklearn', 'matplotlib') if m in sys.modules])"
+    assert (
+        subprocess.run([sys.executable, "-c", served], capture_output=True, text=True, check=True).stdout.strip()
+        == "[]"
+    )
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )

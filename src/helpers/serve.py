@@ -40,7 +40,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.exceptions import HTTPException
 
 from . import runtime
-from .data.images import to_rgb8  # imported with the server, not by its first request (0.6 s: sklearn)
+from .data.images import to_rgb8
 
 MAX_BYTES = 20_000_000  # an upload larger than this is refused (a Kvasir frame is at most ~1 MB)
 MAX_PIXELS = runtime.MAX_PIXELS

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 SPLITS = ("train", "val", "test")
 
@@ -41,6 +40,8 @@ def read_split_lists(lists: dict[str, Path]) -> dict[str, str]:
 
 def _split_off(idx: np.ndarray, strata: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split `idx` into (rest, taken) with `fraction` taken, stratified where every stratum allows it."""
+    from sklearn.model_selection import train_test_split  # here: whatever imports `helpers.data` (the server) skips it
+
     if fraction <= 0 or len(idx) < 2:
         return idx, idx[:0]
     n_take = max(1, int(round(fraction * len(idx))))
