@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import distill
-from helpers.tables import as_markdown, compare, mean_std
+from helpers.tables import as_markdown, compare, mean_std, signed
 
 
 def test_temperature_table_matches_hand_computed_softmax():
@@ -67,6 +67,7 @@ def test_three_way_kd_verdicts_use_the_one_rule():
 def test_a_difference_that_rounds_to_zero_is_a_tie_printed_without_a_minus_sign():
     judged = compare(0.7600, 0.01, 0.7603, 0.01)
     assert judged["outcome"] == "tie_above" and f"{judged['gain']:+.3f}" == "+0.000"
+    assert [signed(x) for x in (-0.0003, 0.0004, -0.0006, 0.0126)] == ["+0.000", "+0.000", "-0.001", "+0.013"]
 
 
 def test_verdicts_start_with_the_teacher_against_scratch():

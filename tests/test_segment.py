@@ -314,6 +314,15 @@ def test_centre_drops_reads_each_rows_out_of_centre_loss():
                 "test_dice_mean": 0.6,
                 "test_out_dice_mean": 0.65,
             },
+            {  # a loss too small to show: no "-0.000"
+                "arch": "deeplabv3plus",
+                "augmentation": "colour",
+                "init": "random",
+                "test_dice_mean": 0.7003,
+                "test_out_dice_mean": 0.7,
+            },
         ]
     )
-    assert segment.centre_drops(summary) == "unet none -0.100; unet geometric + SSL +0.050"
+    assert segment.centre_drops(summary) == (
+        "unet none -0.100; unet geometric + SSL +0.050; deeplabv3plus colour +0.000"
+    )

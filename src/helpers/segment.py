@@ -531,7 +531,8 @@ def with_intervals(per_image: list[pd.DataFrame], seed: int = 0) -> dict[str, fl
 def centre_drops(summary: pd.DataFrame) -> str:
     """Out-of-centre minus in-centre mean test Dice for each row of an ablation summary, in one sentence."""
     return "; ".join(
-        f"{r.arch} {r.augmentation}{' + SSL' if r.init == 'SSL' else ''} {r.test_out_dice_mean - r.test_dice_mean:+.3f}"
+        f"{r.arch} {r.augmentation}{' + SSL' if r.init == 'SSL' else ''} "
+        + tables.signed(r.test_out_dice_mean - r.test_dice_mean)
         for r in summary.itertuples()
     )
 

@@ -28,6 +28,11 @@ def as_markdown(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> str
     return shown.to_markdown(index=False)
 
 
+def signed(value: float, digits: int = 3) -> str:
+    """A difference with its sign at the shown precision: one that rounds to zero prints +0.000, never -0.000."""
+    return f"{round(value, digits) + 0.0:+.{digits}f}"  # + 0.0 turns -0.0 into 0.0
+
+
 # How a difference reads, by `compare`'s outcome.
 WORDS = {
     "better": "is better than",
