@@ -28,9 +28,14 @@ def as_markdown(table: pd.DataFrame, metrics: list[str], digits: int = 3) -> str
     return shown.to_markdown(index=False)
 
 
+def _shown(value: float, digits: int = 3) -> float:
+    """`value` as a table shows it: rounded to `digits`, with -0.0 turned into 0.0 (by adding 0.0)."""
+    return round(value, digits) + 0.0
+
+
 def signed(value: float, digits: int = 3) -> str:
     """A difference with its sign at the shown precision: one that rounds to zero prints +0.000, never -0.000."""
-    return f"{round(value, digits) + 0.0:+.{digits}f}"  # + 0.0 turns -0.0 into 0.0
+    return f"{_shown(value, digits):+.{digits}f}"
 
 
 # How a difference reads, by `compare`'s outcome.
@@ -51,7 +56,7 @@ def compare(
     can see in the table is a tie (and prints as +0.000, never -0.000). `spread_of` says what the spread is over,
     in the words. Returns gain, spread, outcome (a key of WORDS) and its words.
     """
-    gain, spread = round(new - base, digits) + 0.0, max(new_std, base_std)  # + 0.0 turns -0.0 into 0.0
+    gain, spread = _shown(new - base, digits), max(new_std, base_std)
     if gain > spread:
         outcome = "better"
     elif gain >= 0:
