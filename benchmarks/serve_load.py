@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from helpers import course, paths, serve
+from helpers import course, paths, serve, tables
 
 TARGET = 0.80
 
@@ -75,7 +75,7 @@ def main() -> int:
         f"{args.seconds:g} s per setting in {args.rounds} rounds; {serve.cpus()} CPUs, server: {workers} worker "
         f"process{'es' if workers > 1 else ''}\n"
     )
-    print(table.round(2).to_string(index=False))
+    print(tables.rounded(table, 2).to_string(index=False))
     print(
         f"\nerrors: {int(table['errors'].sum())} · server memory {memory_before:.0f} MB after a warm-up at every "
         f"client count, {memory_after:.0f} MB after {int(table['requests'].sum())} more requests "

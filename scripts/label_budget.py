@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pandas as pd
 
-    from helpers import classify, data, ssl
+    from helpers import classify, data, ssl, tables
 
     profile, params, ssl_dir, name, report, splits = run
     classes, size = report["classes"], profile.image_size
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"\nvalidation macro F1 (students: mean ± std over seeds {params['student_seeds']}; teacher: best epoch)\n")
-    print(table.round(3).to_markdown(index=False))
+    print(tables.rounded(table, 3).to_markdown(index=False))
     return 0
 
 

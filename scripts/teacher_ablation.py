@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (run := diagnosis.start(args)) is None:
         return 2
-    from helpers import classify, course, data, paths
+    from helpers import classify, course, data, paths, tables
 
     profile, params, ssl_dir, name, report, splits = run
     classes, size = report["classes"], profile.image_size
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     split_note = f"train {len(splits['train'][1])} / val {len(splits['val'][1])} frames; scored on validation only"
     print(data.provenance(report, split_note))
     print(f"\n{name} teachers, {epochs} epochs, validation macro F1:\n")
-    print(table.round(3).to_markdown(index=False))
+    print(tables.rounded(table, 3).to_markdown(index=False))
     return 0
 
 

@@ -515,3 +515,22 @@ def test_the_shell_command_names_the_paths_a_finished_run_has(tmp_path):
         plain
         == f"python -m helpers predict --model {tmp_path / 'a.xml'} --input {tmp_path / 'in'} --out {tmp_path / 'o'}"
     )
+
+
+def test_deployment_markdown_shows_a_change_that_rounds_to_zero_as_0_not_minus_0():
+    # the cpu run's FP16 segmenter: IoU 1.6e-5 below FP32 printed as "-0", read as a loss
+    accuracy = pd.DataFrame(
+        [
+            {"model": "segmenter", "runtime": "OpenVINO FP32", "iou": 0.56123, "iou change": 0.0, "frames": 35},
+            {"model": "segmenter", "runtime": "OpenVINO FP16", "iou": 0.56121, "iou change": -1.636e-5, "frames": 35},
+            {"model": "segmenter", "runtime": "OpenVINO INT8", "iou": 0.55, "iou change": -0.01123, "frames": 35},
+        ]
+    )
+    checks = pd.DataFrame([{"model": "m", "command": "benchmark_app ...", "ratio": 1.0}])
+    text = deploy.deployment_markdown(
+        "data", "versions", pd.DataFrame([{"model": "m"}]), {"segmentation": (35, accuracy)}, accuracy, checks, None
+    )
+    rows = text.split("## Accuracy and parity per precision")[1].split("## Speed")[0].splitlines()
+    changes = [row.split("|")[-3].strip() for row in rows if "OpenVINO" in row]
+    assert changes == ["0", "0", "-0.0112"]  # the frame counts stay integers
+    assert [row.split("|")[-2].strip() for row in rows if "OpenVINO" in row] == ["35"] * 3

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import distill
-from helpers.tables import as_markdown, compare, mean_std, signed
+from helpers.tables import as_markdown, compare, mean_std, rounded, signed
 
 
 def test_temperature_table_matches_hand_computed_softmax():
@@ -68,6 +68,15 @@ def test_a_difference_that_rounds_to_zero_is_a_tie_printed_without_a_minus_sign(
     judged = compare(0.7600, 0.01, 0.7603, 0.01)
     assert judged["outcome"] == "tie_above" and f"{judged['gain']:+.3f}" == "+0.000"
     assert [signed(x) for x in (-0.0003, 0.0004, -0.0006, 0.0126)] == ["+0.000", "+0.000", "-0.001", "+0.013"]
+
+
+def test_a_table_shows_a_value_that_rounds_to_zero_without_a_minus_sign():
+    frame = pd.DataFrame({"model": ["a", "b"], "runs": [2, 3], "change": [-0.00002, -0.0126], "ok": [True, False]})
+    shown = rounded(frame, 3)
+    assert shown.to_markdown(index=False).count("-0 ") == 0 and "-0.013" in shown.to_markdown(index=False)
+    assert [str(v) for v in shown["change"]] == ["0.0", "-0.013"]
+    assert shown["runs"].dtype == frame["runs"].dtype and shown["ok"].dtype == bool  # only floats are touched
+    assert frame["change"].iloc[0] == -0.00002  # the caller's table is left as it was
 
 
 def test_verdicts_start_with_the_teacher_against_scratch():

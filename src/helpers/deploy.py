@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import course
+from . import course, tables
 from .artifacts import read_json, write_json
 from .measure import latency_ms, parameter_count, time_call, weights_mb
 from .paths import published
@@ -455,17 +455,18 @@ def deployment_markdown(
     ]
     parts += [
         "",
-        quantized.round(3).astype(object).fillna("").to_markdown(index=False),
+        tables.rounded(quantized, 3).astype(object).fillna("").to_markdown(index=False),
         "",
         "## Accuracy and parity per precision",
         "",
     ]
     for task, (frames, table) in by_task.items():
-        parts += [f"{task}, test split ({frames} frames):", "", table.round(4).to_markdown(index=False), ""]
-    parts += ["## Speed", "", bench.round(3).to_markdown(index=False), "", "## Cross-check with benchmark_app", ""]
-    parts += [checks.drop(columns="command").round(3).to_markdown(index=False)]
+        parts += [f"{task}, test split ({frames} frames):", "", tables.rounded(table, 4).to_markdown(index=False), ""]
+    parts += ["## Speed", "", tables.rounded(bench, 3).to_markdown(index=False), ""]
+    checked = tables.rounded(checks.drop(columns="command"), 3)
+    parts += ["## Cross-check with benchmark_app", "", checked.to_markdown(index=False)]
     if story is not None:
-        parts += ["", "## Teacher -> student -> student INT8", "", story.round(3).to_markdown(index=False)]
+        parts += ["", "## Teacher -> student -> student INT8", "", tables.rounded(story, 3).to_markdown(index=False)]
     return "\n".join(parts) + "\n"
 
 

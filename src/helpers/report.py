@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import course
+from . import course, tables
 from .artifacts import figure_caption, read_json, read_summary
 from .paths import in_run
 
@@ -330,7 +330,7 @@ def _published_table(run: Path) -> str:
     table = pd.read_csv(path)
     return (
         "Published beside this run (course brief: U-Net on Kvasir-SEG 900/100, SGD 1e-2, batch 8, 60 epochs; "
-        "labelled *published*):\n\n" + table.round(3).to_markdown(index=False)
+        "labelled *published*):\n\n" + tables.rounded(table, 3).to_markdown(index=False)
     )
 
 
@@ -426,7 +426,7 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
         ]
         off = table[~table["status"].isin(("OK", "SAME"))]
         if len(off):
-            parts += [off.round(4).to_markdown(index=False), ""]
+            parts += [tables.rounded(off, 4).to_markdown(index=False), ""]
     parts += [
         "## Run manifest",
         "",

@@ -33,6 +33,18 @@ def _shown(value: float, digits: int = 3) -> float:
     return round(value, digits) + 0.0
 
 
+def rounded(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """`frame` as a table shows it: floats rounded to `digits`, and one that rounds to zero shown as 0, never -0.
+
+    pandas prints a rounded -0.00002 as "-0", which reads as a loss where there is none; every table the course
+    shows goes through here (integer and text columns are left as they are).
+    """
+    out = frame.round(digits)
+    floats = out.select_dtypes("floating").columns
+    out[floats] = out[floats] + 0.0
+    return out
+
+
 def signed(value: float, digits: int = 3) -> str:
     """A difference with its sign at the shown precision: one that rounds to zero prints +0.000, never -0.000."""
     return f"{_shown(value, digits):+.{digits}f}"
