@@ -34,14 +34,15 @@ def _shown(value: float, digits: int = 3) -> float:
 
 
 def rounded(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """`frame` as a table shows it: floats rounded to `digits`, and one that rounds to zero shown as 0, never -0.
+    """`frame` as a table shows it: each float as `_shown` rounds it (as the sentences beside the table do), so a
+    value that rounds to zero is 0, never -0.
 
     pandas prints a rounded -0.00002 as "-0", which reads as a loss where there is none; every table the course
     shows goes through here (integer and text columns are left as they are).
     """
-    out = frame.round(digits)
+    out = frame.copy()
     floats = out.select_dtypes("floating").columns
-    out[floats] = out[floats] + 0.0
+    out[floats] = out[floats].map(lambda value: _shown(value, digits))
     return out
 
 
