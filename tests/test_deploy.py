@@ -532,5 +532,5 @@ def test_deployment_markdown_shows_a_change_that_rounds_to_zero_as_0_not_minus_0
     )
     rows = text.split("## Accuracy and parity per precision")[1].split("## Speed")[0].splitlines()
     changes = [row.split("|")[-3].strip() for row in rows if "OpenVINO" in row]
-    assert changes == ["0", "0", "-0.0112"]  # the frame counts stay integers
-    assert [row.split("|")[-2].strip() for row in rows if "OpenVINO" in row] == ["35"] * 3
+    assert changes == ["0", "0", "-0.0112"]
+    assert [row.split("|")[-2].strip() for row in rows if "OpenVINO" in row] == ["35"] * 3  # counts stay integers

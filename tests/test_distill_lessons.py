@@ -77,6 +77,8 @@ def test_a_table_shows_a_value_that_rounds_to_zero_without_a_minus_sign():
     assert [str(v) for v in shown["change"]] == ["0.0", "-0.013"]
     assert shown["runs"].dtype == frame["runs"].dtype and shown["ok"].dtype == bool  # only floats are touched
     assert frame["change"].iloc[0] == -0.00002  # the caller's table is left as it was
+    # a table rounds as the sentence beside it does: 2.675 is stored just below 2.675 (pandas' round gives 2.68)
+    assert rounded(pd.DataFrame({"x": [2.675]}), 2)["x"].iloc[0] == 2.67 and signed(2.675, 2) == "+2.67"
 
 
 def test_verdicts_start_with_the_teacher_against_scratch():
