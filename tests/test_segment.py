@@ -266,6 +266,87 @@ def test_grid_scores_every_test_set_and_verdicts_name_it():
     assert verdict["text"].startswith("unet, out-of-centre test:")
 
 
+def _ablation(rows: list[tuple]) -> pd.DataFrame:
+    """A U-Net ablation summary from (augmentation, init, test Dice, its std, validation Dice) rows."""
+    return pd.DataFrame(
+        [
+            {
+                "arch": "unet",
+                "augmentation": a,
+                "init": i,
+                "test_dice_mean": m,
+                "test_dice_std": s,
+                "test_iou_mean": m - 0.1,
+                "val_dice_mean": v,
+                "runs": 2,
+            }
+            for a, i, m, s, v in rows
+        ]
+    )
+
+
+def test_published_augmentation_row_is_matched_with_an_augmented_row_even_when_none_wins():
+    """The cpu run had matched the published 'augmentation' U-Net with 'unet · none' (no augmentation won on
+    validation): a row without augmentation is no match for it, and a pretrained row without augmentation says
+    so in its comparable column, also on real data at full resolution."""
+    summary = _ablation(
+        [
+            ("none", "random", 0.73, 0.01, 0.70),
+            ("geometric", "random", 0.68, 0.01, 0.61),
+            ("+ blur", "random", 0.70, 0.02, 0.62),
+            ("none", "SSL", 0.69, 0.01, 0.67),
+        ]
+    )
+    assert segment.best_row(summary, "unet") == "none"
+    assert segment.best_row(summary, "unet", augmented=True) == "+ blur"
+    table = segment.published_comparison(summary, comparable=True).set_index("setting")
+    assert table["this run"].tolist() == [
+        "unet · none · random init",
+        "unet · + blur · random init",
+        "unet · none · SSL init",
+    ]
+    assert table.loc["augmentation", "dice"] == pytest.approx(0.70)
+    assert table["comparable"].tolist() == ["yes", "yes", "no: this row has no augmentation"]
+    synthetic = segment.published_comparison(summary, comparable=False)["comparable"].tolist()
+    assert synthetic[0] == "no: other data / resolution / budget"
+    assert synthetic[2] == "no: other data / resolution / budget; this row has no augmentation"
+    only_none = segment.published_comparison(_ablation([("none", "random", 0.73, 0.01, 0.70)]), comparable=True)
+    assert only_none["this run"].tolist()[1:] == ["not run", "not run"]
+    assert only_none["comparable"].tolist() == ["yes", "no: not run", "no: not run"]
+
+
+def _runs(still: int, total: int = 4, epochs: int = 6) -> pd.DataFrame:
+    """`total` runs of `epochs`, `still` of which kept one of their last two epochs."""
+    return pd.DataFrame({"epochs": [epochs] * total, "best_epoch": [epochs] * still + [2] * (total - still)})
+
+
+def test_augmentation_lesson_says_whether_it_shows_and_reads_the_reason_from_the_budget():
+    summary = _ablation(
+        [
+            ("none", "random", 0.73, 0.01, 0.70),
+            ("geometric", "random", 0.68, 0.01, 0.61),
+            ("+ blur", "random", 0.72, 0.02, 0.6),
+        ]
+    )
+    verdicts = segment.ablation_verdicts(summary, "unet")
+    assert [v["outcome"] for v in verdicts] == ["worse", "tie_below"]
+    under = segment.augmentation_lesson(verdicts, _runs(still=3))
+    assert "**does not show**" in under and "(1 of 2 comparisons are worse, 1 within the spread)" in under
+    assert "3 of 4 runs were still improving" in under and "under-fitted" in under
+    fitted = segment.augmentation_lesson(verdicts, _runs(still=1))
+    assert "**does not show**" in fitted and "budget was not the limit (3 of 4 runs peaked" in fitted
+    assert "under-fitted" not in fitted
+    assert segment.budget_line(_runs(still=3)).startswith("3 of 4 runs kept one of their last two epochs")
+    assert segment.budget_line(_runs(still=2)).startswith("2 of 4 runs peaked before")
+    helped = _ablation([("none", "random", 0.70, 0.01, 0.70), ("geometric", "random", 0.76, 0.02, 0.75)])
+    shows = segment.augmentation_lesson(segment.ablation_verdicts(helped, "unet"), _runs(still=4))
+    assert shows.startswith("The augmentation lesson **shows** in 1 of 1 comparisons")
+    assert "unet geometric (in-centre test, +0.060)" in shows and "under-fitted" not in shows
+    # SSL initialisation and copy-paste against blur are other questions, not the augmentation lesson
+    ssl_only = [{"base": "none", "new": "none + SSL init", "outcome": "better"}]
+    assert "was not asked" in segment.augmentation_lesson(ssl_only, _runs(still=4))
+
+
 def test_saved_models_index_round_trips_through_load_model(tmp_path):
     """The writer of models/index.json sits next to its reader: what save_models writes, load_model rebuilds."""
     key = ("unet", "resnet18", "+ copy-paste", "random", 0)
