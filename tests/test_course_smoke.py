@@ -264,6 +264,10 @@ def _check_deploy_outputs(dep, models):
     assert [serve.ERRORS[c] for c in refused["code"]] == list(refused["status"])
     load = pd.read_csv(dep / "serve_load.csv")
     assert set(load["mode"]) == {"in process", "HTTP"} and (load["errors"] == 0).all() and (load["requests"] > 0).all()
+    text = json.loads((dep / "summary.json").read_text())["text"]
+    clients, target = serve.THROUGHPUT_TARGET  # the summary gives every client count and judges the target's
+    assert all(f"x at {n} client" in text for n in load["clients"].unique())
+    assert f"the target, at least {target:.2f} at {clients} clients, is " in text
 
 
 @pytest.mark.notebooks

@@ -50,6 +50,7 @@ MAX_VIDEO_SECONDS = 60.0
 VIDEO_CONTAINERS = {"mov", "mp4", "avi", "matroska", "webm"}  # FFmpeg's demuxer names; a still image is no video
 PROGRESS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a client's name for one video job: a key, never a path
 KEPT_JOBS = 100  # finished video jobs whose final progress a client can still read
+THROUGHPUT_TARGET = (4, 0.80)  # HTTP / in-process throughput the service aims for, at this many clients (issue 15)
 
 # Every error the service returns: code -> HTTP status. The README lists them.
 ERRORS = {
