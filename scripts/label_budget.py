@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"\nvalidation macro F1 (students: mean ± std over seeds {params['student_seeds']}; teacher: best epoch)\n")
-    print(tables.rounded(table, 3).to_markdown(index=False))
+    print(tables.markdown(table, 3))
     return 0
 
 

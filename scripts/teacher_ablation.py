@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     split_note = f"train {len(splits['train'][1])} / val {len(splits['val'][1])} frames; scored on validation only"
     print(data.provenance(report, split_note))
     print(f"\n{name} teachers, {epochs} epochs, validation macro F1:\n")
-    print(tables.rounded(table, 3).to_markdown(index=False))
+    print(tables.markdown(table, 3))
     return 0
 
 

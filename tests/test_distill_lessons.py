@@ -2,12 +2,13 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from helpers import distill
-from helpers.tables import as_markdown, compare, mean_std, rounded, signed
+from helpers.tables import as_markdown, compare, markdown, mean_std, rounded, signed
 
 
 def test_temperature_table_matches_hand_computed_softmax():
@@ -79,6 +80,16 @@ def test_a_table_shows_a_value_that_rounds_to_zero_without_a_minus_sign():
     assert frame["change"].iloc[0] == -0.00002  # the caller's table is left as it was
     # a table rounds as the sentence beside it does: 2.675 is stored just below 2.675 (pandas' round gives 2.68)
     assert rounded(pd.DataFrame({"x": [2.675]}), 2)["x"].iloc[0] == 2.67 and signed(2.675, 2) == "+2.67"
+
+
+def test_a_markdown_table_shows_a_missing_value_as_a_dash_not_nan():
+    """The report's cross-centre table read "nan" where a published source gives no in-centre Dice."""
+    frame = pd.DataFrame({"source": ["PraNet", "DUCK-Net"], "in dice": [0.818, np.nan], "note": ["x", None]})
+    text = markdown(frame, 3)
+    assert "nan" not in text and "None" not in text and text.count("—") == 2
+    assert text.splitlines()[0].startswith("| source   |   in dice |")  # numbers stay right-aligned
+    full = pd.DataFrame({"model": ["a"], "change": [-0.00002], "runs": [2]})  # no gap: as `rounded` prints it
+    assert markdown(full, 3) == rounded(full, 3).to_markdown(index=False)
 
 
 def test_verdicts_start_with_the_teacher_against_scratch():

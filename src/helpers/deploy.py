@@ -455,18 +455,17 @@ def deployment_markdown(
     ]
     parts += [
         "",
-        tables.rounded(quantized, 3).astype(object).fillna("").to_markdown(index=False),
+        tables.markdown(quantized, 3),
         "",
         "## Accuracy and parity per precision",
         "",
     ]
     for task, (frames, table) in by_task.items():
-        parts += [f"{task}, test split ({frames} frames):", "", tables.rounded(table, 4).to_markdown(index=False), ""]
-    parts += ["## Speed", "", tables.rounded(bench, 3).to_markdown(index=False), ""]
-    checked = tables.rounded(checks.drop(columns="command"), 3)
-    parts += ["## Cross-check with benchmark_app", "", checked.to_markdown(index=False)]
+        parts += [f"{task}, test split ({frames} frames):", "", tables.markdown(table, 4), ""]
+    parts += ["## Speed", "", tables.markdown(bench, 3), ""]
+    parts += ["## Cross-check with benchmark_app", "", tables.markdown(checks.drop(columns="command"), 3)]
     if story is not None:
-        parts += ["", "## Teacher -> student -> student INT8", "", tables.rounded(story, 3).to_markdown(index=False)]
+        parts += ["", "## Teacher -> student -> student INT8", "", tables.markdown(story, 3)]
     return "\n".join(parts) + "\n"
 
 

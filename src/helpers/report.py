@@ -330,7 +330,7 @@ def _published_table(run: Path) -> str:
     table = pd.read_csv(path)
     return (
         "Published beside this run (course brief: U-Net on Kvasir-SEG 900/100, SGD 1e-2, batch 8, 60 epochs; "
-        "labelled *published*):\n\n" + tables.rounded(table, 3).to_markdown(index=False)
+        "labelled *published*):\n\n" + tables.markdown(table, 3)
     )
 
 
@@ -426,7 +426,7 @@ def render(run: Path, profile: str, reference: dict | None = None) -> str:
         ]
         off = table[~table["status"].isin(("OK", "SAME"))]
         if len(off):
-            parts += [tables.rounded(off, 4).to_markdown(index=False), ""]
+            parts += [tables.markdown(off, 4), ""]
     parts += [
         "## Run manifest",
         "",

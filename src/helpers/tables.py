@@ -46,6 +46,13 @@ def rounded(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out
 
 
+def markdown(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
+    """`frame` as a Markdown table: rounded as `rounded` does, and a missing value shown as "—", not "nan" (a
+    published table with no in-centre number, a setting this run did not train)."""
+    shown = rounded(frame, digits)
+    return shown.astype(object).where(shown.notna(), None).to_markdown(index=index, missingval="—")
+
+
 def signed(value: float, digits: int = 3) -> str:
     """A difference with its sign at the shown precision: one that rounds to zero prints +0.000, never -0.000."""
     return f"{_shown(value, digits):+.{digits}f}"
