@@ -84,9 +84,11 @@ def test_a_table_shows_a_value_that_rounds_to_zero_without_a_minus_sign():
 
 def test_a_markdown_table_shows_a_missing_value_as_a_dash_not_nan():
     """The report's cross-centre table read "nan" where a published source gives no in-centre Dice."""
-    frame = pd.DataFrame({"source": ["PraNet", "DUCK-Net"], "in dice": [0.818, np.nan], "note": ["x", None]})
+    frame = pd.DataFrame(
+        {"source": ["PraNet", "DUCK-Net"], "in dice": [0.818, np.nan], "note": ["x", None], "test": ["", "Kvasir"]}
+    )
     text = markdown(frame, 3)
-    assert "nan" not in text and "None" not in text and text.count("—") == 2
+    assert "nan" not in text and "None" not in text and text.count("—") == 3
     assert text.splitlines()[0].startswith("| source   |   in dice |")  # numbers stay right-aligned
     full = pd.DataFrame({"model": ["a"], "change": [-0.00002], "runs": [2]})  # no gap: as `rounded` prints it
     assert markdown(full, 3) == rounded(full, 3).to_markdown(index=False)

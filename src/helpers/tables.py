@@ -47,10 +47,10 @@ def rounded(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 
 def markdown(frame: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
-    """`frame` as a Markdown table: rounded as `rounded` does, and a missing value shown as "—", not "nan" (a
-    published table with no in-centre number, a setting this run did not train)."""
+    """`frame` as a Markdown table: rounded as `rounded` does, and a missing value (NaN, None or an empty text)
+    shown as "—", not "nan" or a blank (a published table with no in-centre number, an FP32 IR's INT8 ops)."""
     shown = rounded(frame, digits)
-    return shown.astype(object).where(shown.notna(), None).to_markdown(index=index, missingval="—")
+    return shown.astype(object).where(shown.notna() & shown.ne(""), None).to_markdown(index=index, missingval="—")
 
 
 def signed(value: float, digits: int = 3) -> str:
