@@ -413,3 +413,30 @@ def test_a_fresh_servers_first_request_imports_nothing_heavy(irs):
     assert done.returncode == 0, done.stderr[-2000:]
     heavy = {"sklearn", "matplotlib", "seaborn", "scipy", "pandas", "torch"}
     assert not heavy & set(ast.literal_eval(done.stdout.strip())), done.stdout
+
+
+def test_load_line_gives_every_client_count_and_judges_the_target_at_its_own():
+    """Notebook 06's summary once gave only the largest client count (its best ratio): now every count, and the
+    verdict is read at the target's client count, with no errors."""
+    import pandas as pd
+
+    clients, target = serve.THROUGHPUT_TARGET
+    rows = [(1, 300.0, 250.0), (clients, 900.0, 0.99 * target * 900), (16, 500.0, 450.0)]
+    load = pd.DataFrame(
+        [
+            {"mode": m, "clients": n, "requests_per_s": r, "errors": 0}
+            for n, a, b in rows
+            for m, r in (("in process", a), ("HTTP", b))
+        ]
+    )
+    load["HTTP / in process"] = load["requests_per_s"] / load.groupby("clients")["requests_per_s"].transform("first")
+    line = serve.load_line(load)
+    assert line.startswith("HTTP / in-process throughput 0.83x at 1 client (250 requests/s), ")
+    assert f"0.79x at {clients} clients" in line and "0.90x at 16 clients" in line
+    assert line.endswith(f"at least {target:.2f} at {clients} clients with no errors, is NOT met")
+    load.loc[load["clients"] == clients, "requests_per_s"] *= [1.0, 1.02]
+    load["HTTP / in process"] = load["requests_per_s"] / load.groupby("clients")["requests_per_s"].transform("first")
+    assert serve.load_line(load).endswith("is met")
+    load.loc[0, "errors"] = 1
+    assert serve.load_line(load).endswith("is NOT met")
+    assert "target" not in serve.load_line(load[load["clients"] != clients])

@@ -519,6 +519,23 @@ def http_vs_in_process(
     return table
 
 
+def load_line(load: pd.DataFrame) -> str:
+    """`http_vs_in_process`'s table in one sentence: HTTP / in process at every client count (not only the best)
+    and whether the target (`THROUGHPUT_TARGET`) is met, for a summary that a reader may take as the verdict."""
+    http = load[load["mode"] == "HTTP"].set_index("clients")
+    text = "HTTP / in-process throughput " + ", ".join(
+        f"{r['HTTP / in process']:.2f}x at {n} client{'s' * (n > 1)} ({r['requests_per_s']:.0f} requests/s)"
+        for n, r in http.iterrows()
+    )
+    clients, target = THROUGHPUT_TARGET
+    if clients in http.index:
+        met = http.loc[clients, "HTTP / in process"] >= target and not load["errors"].any()
+        text += (
+            f"; the target, at least {target:.2f} at {clients} clients with no errors, is {'met' if met else 'NOT met'}"
+        )
+    return text
+
+
 @contextmanager
 def background(xmls: list[Path], threads: int | None = None, timeout: float = 60.0, workers: int | None = None):
     """Start `python -m helpers serve` as a separate process on a free local port; yield (url, process); stop it.
