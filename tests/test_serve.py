@@ -440,3 +440,4 @@ def test_load_line_gives_every_client_count_and_judges_the_target_at_its_own():
     load.loc[0, "errors"] = 1
     assert serve.load_line(load).endswith("is NOT met")
     assert "target" not in serve.load_line(load[load["clients"] != clients])
+    assert serve.target_met(load[load["clients"] != clients]) is None  # the benchmark then says: not judged

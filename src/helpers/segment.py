@@ -350,16 +350,18 @@ def ablation_verdicts(summary: pd.DataFrame, arch: str, test_set: str = "test") 
     return out
 
 
-def still_improving(runs: pd.DataFrame) -> int:
-    """How many runs kept one of their last two epochs (chosen on validation): still improving at the end."""
-    return int((runs["best_epoch"] >= runs["epochs"] - 1).sum())
+def still_improving(runs: pd.DataFrame) -> tuple[int, bool]:
+    """How many runs kept one of their last two epochs (chosen on validation), and whether that is most of them:
+    then the budget, not the idea, limited the ablation."""
+    still = int((runs["best_epoch"] >= runs["epochs"] - 1).sum())
+    return still, still > len(runs) / 2
 
 
 def budget_line(runs: pd.DataFrame) -> str:
     """Whether the budget let the runs fit their training frames: an under-fitted ablation compares budgets,
     not ideas."""
-    still = still_improving(runs)
-    if still > len(runs) / 2:
+    still, most = still_improving(runs)
+    if most:
         return f"{still} of {len(runs)} runs kept one of their last two epochs: still improving when the budget ended"
     return (
         f"{len(runs) - still} of {len(runs)} runs peaked before their last two epochs: the budget let them fit "
@@ -388,8 +390,8 @@ def augmentation_lesson(verdicts: list[dict], runs: pd.DataFrame) -> str:
         f"run: no augmented row beats `none` beyond the spread over seeds ({count('worse')} of {len(against)} "
         f"comparisons are worse, {count('tie_above') + count('tie_below')} within the spread)."
     )
-    still = still_improving(runs)
-    if still > len(runs) / 2:
+    still, most = still_improving(runs)
+    if most:
         return text + (
             f" The likely reason: {still} of {len(runs)} runs were still improving on validation when the budget "
             "ended. The models are under-fitted, and augmentation, a regulariser that pays when a model would "
@@ -397,8 +399,8 @@ def augmentation_lesson(verdicts: list[dict], runs: pd.DataFrame) -> str:
             "(`seg_epochs`) or the `full` profile are where it can pay."
         )
     return text + (
-        f" The budget was not the limit ({len(runs) - still} of {len(runs)} runs peaked before their last two "
-        "epochs): on this data these augmentations do not help; compare the augmented frames with the test frames."
+        f" The budget was not the limit ({budget_line(runs)}): on this data these augmentations do not help; "
+        "compare the augmented frames with the test frames."
     )
 
 
