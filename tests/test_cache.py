@@ -51,3 +51,21 @@ def test_mask_threshold_at_128(tmp_path):
     Image.fromarray(arr).save(tmp_path / "m.png")
     pixels, _ = decode((tmp_path / "m.png").read_bytes(), None, "mask")
     assert pixels.tolist() == [[0, 0, 1, 1]]
+
+
+def test_cache_reads_take_turns_because_np_load_parses_headers_with_ast(tmp_path, monkeypatch):
+    """decode_many reads entries from several threads; np.load's header parser (ast.literal_eval) is not
+    thread-safe on Python 3.11 (python/cpython#106905), so every read must hold the cache's read lock."""
+    from helpers.data import images
+
+    img = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(img)
+    cache = ImageCache(tmp_path / "cache")
+    cache.get(img, 8, "image")  # writes the entry
+    held = []
+    real_load = images.np.load
+    monkeypatch.setattr(
+        images.np, "load", lambda *a, **k: held.append(images._CACHE_READ.locked()) or real_load(*a, **k)
+    )
+    assert cache.get(img, 8, "image").pixels.max() == 7 and cache.hits == 1
+    assert held == [True]

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ from ..progress import progress
 
 Kind = Literal["image", "mask"]
 CACHE_VERSION = 3  # 2: EXIF orientation, every mask encoding, mask info; 3: encoding names
+# np.load parses each array's header with ast.literal_eval, and CPython 3.11's AST builder keeps one recursion
+# counter for all threads (python/cpython#106905): `decode_many`'s threads reading cache entries at once failed
+# notebook 05 with "SystemError: AST constructor recursion depth mismatch". Cache reads take turns; decoding does not.
+_CACHE_READ = threading.Lock()
 ORIENTATION_TAG = 0x0112
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 MASK_THRESHOLD = 128  # Kvasir-SEG masks are JPEG: grey values appear at the edges
@@ -235,7 +240,7 @@ class ImageCache:
             entry = self._entry(key)
             if entry.is_file():
                 try:
-                    with np.load(entry) as npz:
+                    with _CACHE_READ, np.load(entry) as npz:
                         found = Decoded(
                             npz["pixels"], tuple(int(v) for v in npz["orig_size"]), digest, json.loads(str(npz["info"]))
                         )
