@@ -250,6 +250,9 @@ def _check_deploy_outputs(dep, models):
     assert bench["threads"].nunique() == 1  # PyTorch and OpenVINO timed on the same thread count
     check = pd.read_csv(dep / "benchmark_app_check.csv")
     assert (check["benchmark_app_median_ms"] > 0).all()
+    # the run is pinned, and OpenVINO reads the pin: benchmark_app also measured each IR without it
+    assert (check[deploy.UNPINNED] > 0).all()
+    assert "pinned code path" in json.loads((dep / "summary.json").read_text())["text"]
     for model in models:
         for precision in ("fp32",) if model == "teacher" else ("fp32", "fp16", "int8"):
             assert deploy.read_card(dep / "ir" / f"{model}_{precision}.xml")["precision"] == precision.upper()

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from helpers import course, deploy, paths, runtime
+from helpers import course, deploy, numerics, paths, runtime
 from helpers.__main__ import main
 
 SIZE = 32
@@ -534,3 +534,69 @@ def test_deployment_markdown_shows_a_change_that_rounds_to_zero_as_0_not_minus_0
     changes = [row.split("|")[-3].strip() for row in rows if "OpenVINO" in row]
     assert changes == ["0", "0", "-0.0112"]
     assert [row.split("|")[-2].strip() for row in rows if "OpenVINO" in row] == ["35"] * 3  # counts stay integers
+
+
+def test_the_unpinned_environment_drops_the_instruction_set_pins_and_keeps_the_threads(monkeypatch):
+    for name, value in {**numerics.PINNED_ISA, "OMP_NUM_THREADS": "2"}.items():
+        monkeypatch.setenv(name, value)
+    assert numerics.pinned_isa()
+    env = numerics.unpinned_environment()
+    assert not set(numerics.PINNED_ISA) & set(env) and env["OMP_NUM_THREADS"] == "2"
+    for name in numerics.PINNED_ISA:
+        monkeypatch.delenv(name)
+    assert not numerics.pinned_isa()
+
+
+def test_benchmark_app_checks_add_the_unpinned_speed_only_for_a_pinned_run(exported, monkeypatch):
+    """OpenVINO's CPU plugin reads ONEDNN_MAX_CPU_ISA: a pinned run measures AVX2 kernels, so it measures again
+    without the pin in a child process, which must really run without it."""
+    _, _, xmls = exported
+    irs = {"cls": xmls["cls"]}
+    bench = pd.DataFrame(
+        [{"model": "cls", "runtime": f"OpenVINO {p}", "latency_median_ms": 1.0} for p in ("FP32", "INT8")]
+    )
+    seen: list[dict | None] = []
+    real_run = deploy.subprocess.run
+
+    def run(*args, **kwargs):
+        seen.append(kwargs.get("env"))
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(deploy.subprocess, "run", run)
+    for name in numerics.PINNED_ISA:
+        monkeypatch.delenv(name, raising=False)
+    plain = deploy.benchmark_app_checks(bench, irs, ["cls"], threads=1, seconds=1)
+    assert deploy.UNPINNED not in plain and len(seen) == 2  # not pinned: one run per IR
+    assert "not pinned" in deploy.pin_cost_line(plain, [])
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    seen.clear()
+    pinned = deploy.benchmark_app_checks(bench, irs, ["cls"], threads=1, seconds=1)
+    assert len(seen) == 4 and seen[0] is None and "ONEDNN_MAX_CPU_ISA" not in seen[1]  # pinned, then unpinned
+    assert (pinned[deploy.UNPINNED] > 0).all()
+    assert pinned["pinned / own"].tolist() == pytest.approx(
+        (pinned["benchmark_app_median_ms"] / pinned[deploy.UNPINNED]).tolist()
+    )
+    text = deploy.deployment_markdown("d", "v", pd.DataFrame([{"m": 1}]), {}, bench, pinned, None)
+    assert "CPU's own instructions" in text and "without the run's instruction-set pins" in text
+
+
+def test_the_pin_cost_line_says_faster_the_same_or_mixed_from_the_measured_ratios():
+    def checks(*ratios: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "model": "segmenter",
+                    "precision": p,
+                    "benchmark_app_median_ms": r,
+                    deploy.UNPINNED: 1.0,
+                    "pinned / own": r,
+                }
+                for p, r in zip(("FP32", "INT8"), ratios)
+            ]
+        )
+
+    faster = deploy.pin_cost_line(checks(1.6, 2.2), ["avx2", "avx512_vnni", "avx512f"])
+    assert "1.6-2.2x faster" in faster and "avx512_vnni, avx512f" in faster and "INT8 2.20 -> 1.00 ms" in faster
+    same = deploy.pin_cost_line(checks(0.97, 1.04), ["avx2", "fma"])
+    assert "about as fast" in same and "nothing beyond AVX2" in same
+    assert "some IRs faster and some not (pinned / own 0.95-1.50)" in deploy.pin_cost_line(checks(0.95, 1.5), [])

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import course, tables
+from . import course, numerics, tables
 from .artifacts import read_json, write_json
 from .measure import latency_ms, parameter_count, time_call, weights_mb
 from .paths import published
@@ -464,6 +464,8 @@ def deployment_markdown(
         parts += [f"{task}, test split ({frames} frames):", "", tables.markdown(table, 4), ""]
     parts += ["## Speed", "", tables.markdown(bench, 3), ""]
     parts += ["## Cross-check with benchmark_app", "", tables.markdown(checks.drop(columns="command"), 3)]
+    if UNPINNED in checks:
+        parts += ["", f"`{UNPINNED}`: the same command without the run's instruction-set pins (`helpers.numerics`)."]
     if story is not None:
         parts += ["", "## Teacher -> student -> student INT8", "", tables.markdown(story, 3)]
     return "\n".join(parts) + "\n"
@@ -574,8 +576,11 @@ def bench_table(
     return bench
 
 
-def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
-    """OpenVINO's own `benchmark_app` on the same IR, shape and threads: one stream, synchronous, f32 inference."""
+def benchmark_app(xml: Path, threads: int, seconds: int = 5, unpinned: bool = False) -> dict:
+    """OpenVINO's own `benchmark_app` on the same IR, shape and threads: one stream, synchronous, f32 inference.
+
+    `unpinned` runs it without the run's instruction-set pins, on every instruction set the CPU has.
+    """
     size = read_card(xml)["input_size"]
     tool = shutil.which("benchmark_app", path=str(Path(sys.executable).parent)) or shutil.which("benchmark_app")
     if tool is None:
@@ -604,7 +609,8 @@ def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
         "-infer_precision",
         "f32",
     ]
-    out = subprocess.run([tool, *args], capture_output=True, text=True, check=False, cwd=Path(xml).parent)
+    env = numerics.unpinned_environment() if unpinned else None
+    out = subprocess.run([tool, *args], capture_output=True, text=True, check=False, cwd=Path(xml).parent, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"benchmark_app failed ({out.returncode}): {out.stderr.strip()[-500:] or out.stdout[-500:]}")
     median = re.search(r"Median:\s+([\d.]+)\s*(ms|us)", out.stdout)  # it switches to microseconds for fast models
@@ -617,6 +623,56 @@ def benchmark_app(xml: Path, threads: int, seconds: int = 5) -> dict:
         "throughput_fps": float(fps.group(1)),
         "command": " ".join(["benchmark_app", *args]),
     }
+
+
+UNPINNED = "benchmark_app_median_ms, CPU's own instructions"
+
+
+def benchmark_app_checks(
+    bench: pd.DataFrame, irs: dict[str, dict[str, Path]], names: list[str], threads: int, seconds: int
+) -> pd.DataFrame:
+    """Our latency beside benchmark_app's for each FP32 and INT8 IR of `names`, on the run's code path; when the
+    run is pinned, benchmark_app again without the pins (`pinned / own` > 1: what the pin costs in speed)."""
+    rows = []
+    for name in names:
+        for precision in ("FP32", "INT8"):
+            ours = bench[(bench["model"] == name) & (bench["runtime"] == f"OpenVINO {precision}")].iloc[0]
+            app = benchmark_app(irs[name][precision], threads, seconds)
+            row = {
+                "model": name,
+                "precision": precision,
+                "ours_median_ms": ours["latency_median_ms"],
+                "benchmark_app_median_ms": app["latency_median_ms"],
+                "ratio (ours / benchmark_app)": ours["latency_median_ms"] / app["latency_median_ms"],
+                "benchmark_app_fps (latency hint)": app["throughput_fps"],
+            }
+            if numerics.pinned_isa():
+                own = benchmark_app(irs[name][precision], threads, seconds, unpinned=True)["latency_median_ms"]
+                row |= {UNPINNED: own, "pinned / own": app["latency_median_ms"] / own}
+            rows.append({**row, "command": app["command"]})
+    return pd.DataFrame(rows)
+
+
+def pin_cost_line(checks: pd.DataFrame, cpu_flags: list[str]) -> str:
+    """What the numeric pin does to the speeds the run reports: measured by `benchmark_app_checks`."""
+    if UNPINNED not in checks:
+        return "- Speeds were measured on every instruction set of this CPU (the run's numerics are not pinned)."
+    cost = checks["pinned / own"]
+    rows = "; ".join(
+        f"{r.model} {r.precision} {r.benchmark_app_median_ms:.2f} -> {r[UNPINNED]:.2f} ms" for _, r in checks.iterrows()
+    )
+    wide = [f for f in cpu_flags if f.startswith(("avx512", "amx", "avx_vnni"))]
+    if cost.min() > 1.1:
+        verdict = f"ran the same IRs {cost.min():.1f}-{cost.max():.1f}x faster"
+    elif cost.min() > 0.9 and cost.max() < 1.1:
+        verdict = "ran the same IRs about as fast (within 10%)"
+    else:
+        verdict = f"ran some IRs faster and some not (pinned / own {cost.min():.2f}-{cost.max():.2f})"
+    return (
+        "- Every speed above is on the run's pinned code path (oneDNN capped at AVX2, so that results are the same on "
+        f"any CPU: `helpers.numerics`). On this CPU's own instructions ({', '.join(wide) or 'nothing beyond AVX2'}), "
+        f"which a deployment would use, benchmark_app {verdict} ({rows})."
+    )
 
 
 BAD_DEMO_FILES = ("empty.jpg", "notes.jpg", "truncated.jpg")

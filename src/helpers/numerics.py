@@ -7,8 +7,13 @@ the last-bit differences, and a U-Net trained for 4 epochs ended 0.016 Dice
 apart on one machine with and without AVX-512. A course run therefore pins:
 
 * oneDNN's instruction set to AVX2 (`ONEDNN_MAX_CPU_ISA`), which every x86-64
-  CPU of the last decade has (OpenVINO's CPU plugin keeps choosing its own
-  kernels: its outputs did not move with this variable);
+  CPU of the last decade has. OpenVINO's CPU plugin reads it too: under the
+  pin its INT8 kernels are AVX2 ones (measured on this project's AVX-512 CPU:
+  the cpu student's INT8 logits up to 0.37 apart from its AVX-512 kernels',
+  and the INT8 segmenter 2.2x slower), and it can only compile with f32 inference precision
+  (`runtime.compile_ir` asks for it; the default, bf16 on such a CPU, fails).
+  Speed on the CPU's own instructions is measured in a child process without
+  the pin (`unpinned_environment`, notebook 06);
 * PyTorch's own vectorised kernels (sums, norms, optimizer steps) to AVX2
   (`ATEN_CPU_CAPABILITY`);
 * MKL's conditional numerical reproducibility to its AVX2 branch (`MKL_CBWR`).
@@ -71,6 +76,17 @@ def apply(mode: str, threads: int | None) -> dict[str, str]:
             os.environ.pop(name, None)  # left over from a pinned parent: not ours to keep in native mode
     os.environ.update(env)
     return env
+
+
+def pinned_isa() -> bool:
+    """Whether this process runs under any of the instruction-set pins (a pinned course run, or a user's shell)."""
+    return any(name in os.environ for name in PINNED_ISA)
+
+
+def unpinned_environment() -> dict[str, str]:
+    """This process's environment without the instruction-set pins (threads kept): a child process started with it
+    runs on every instruction set the CPU has, as a deployment would. For speed, never for a metric."""
+    return {name: value for name, value in os.environ.items() if name not in PINNED_ISA}
 
 
 def threads() -> int:
