@@ -70,13 +70,10 @@ def main() -> int:
         memory_before = rss_mb(server.pid)
         table = serve.http_vs_in_process(url, served, png, args.clients, args.seconds, args.rounds)
         memory_after = rss_mb(server.pid)
-    path = (
-        "pinned code path (AVX2 kernels: helpers.numerics)" if numerics.pinned_isa() else "the CPU's own instructions"
-    )
     print(
         f"{model.name} ({serve.runtime.precision_label(served.card)}), {frame} ({len(png) / 1e3:.0f} kB) per request, "
         f"{args.seconds:g} s per setting in {args.rounds} rounds; {serve.cpus()} CPUs, server: {workers} worker "
-        f"process{'es' if workers > 1 else ''}; {path}\n"
+        f"process{'es' if workers > 1 else ''}; {numerics.code_path()}\n"
     )
     print(tables.rounded(table, 2).to_string(index=False))
     print(

@@ -600,3 +600,11 @@ def test_the_pin_cost_line_says_faster_the_same_or_mixed_from_the_measured_ratio
     same = deploy.pin_cost_line(checks(0.97, 1.04), ["avx2", "fma"])
     assert "about as fast" in same and "nothing beyond AVX2" in same
     assert "some IRs faster and some not (pinned / own 0.95-1.50)" in deploy.pin_cost_line(checks(0.95, 1.5), [])
+
+
+def test_the_code_path_caption_says_whether_speeds_are_on_the_pinned_kernels(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert numerics.code_path().startswith("pinned code path (AVX2")
+    for name in numerics.PINNED_ISA:
+        monkeypatch.delenv(name, raising=False)
+    assert numerics.code_path() == "the CPU's own instructions"

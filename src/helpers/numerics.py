@@ -83,6 +83,11 @@ def pinned_isa() -> bool:
     return any(name in os.environ for name in PINNED_ISA)
 
 
+def code_path() -> str:
+    """The instruction sets this process's speeds are measured on, for the caption of a speed table or figure."""
+    return "pinned code path (AVX2 kernels: helpers.numerics)" if pinned_isa() else "the CPU's own instructions"
+
+
 def unpinned_environment() -> dict[str, str]:
     """This process's environment without the instruction-set pins (threads kept): a child process started with it
     runs on every instruction set the CPU has, as a deployment would. For speed, never for a metric."""
