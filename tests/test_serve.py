@@ -441,3 +441,65 @@ def test_load_line_gives_every_client_count_and_judges_the_target_at_its_own():
     assert serve.load_line(load).endswith("is NOT met")
     assert "target" not in serve.load_line(load[load["clients"] != clients])
     assert serve.target_met(load[load["clients"] != clients]) is None  # the benchmark then says: not judged
+
+
+def test_the_image_endpoint_skips_fastapis_stack_and_its_errors_still_get_their_codes(irs, monkeypatch):
+    """ServiceApp sends POST /v1/predict straight to its endpoint: no middleware sees it, every other request goes
+    through FastAPI as usual, and an error raised on the direct path is answered by the app's own handlers."""
+    app = serve.create_app(serve.load_models([irs["segmenter"]], threads=1))
+    seen = []
+
+    @app.middleware("http")
+    async def count(request, call_next):
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    client = TestClient(app, raise_server_exceptions=False)
+    png = _png(FRAME)
+    assert client.post("/v1/predict", files={"file": ("a.png", png)}).json()["task"] == "segmentation"
+    _error(client.post("/v1/predict", files={"file": ("e.png", b"")}), 400, "empty_input")
+    assert client.get("/health").status_code == 200
+    assert seen == ["/health"]  # the two image requests never entered the middleware stack
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(serve, "decode_and_predict", crash)
+    assert "RuntimeError" in _error(client.post("/v1/predict", files={"file": ("a.png", png)}), 500, "internal_error")
+    monkeypatch.undo()
+    assert client.post("/v1/predict", files={"file": ("a.png", png)}).status_code == 200  # still serving
+
+
+def test_the_load_generators_client_reads_a_response_in_pieces_and_refuses_what_it_cannot_read():
+    """`exchange`, the benchmark's lean HTTP client: status and body by Content-Length, however the bytes arrive;
+    a response it cannot frame, or a closed connection, is an error (the load test counts it), never a hang."""
+    import socket
+    import threading
+
+    def serve_once(peer, *pieces):
+        def run():
+            peer.recv(65536)
+            for piece in pieces:
+                peer.sendall(piece)
+            peer.close()
+
+        threading.Thread(target=run).start()
+
+    body = b'{"task": "segmentation"}'
+    ours, peer = socket.socketpair()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    serve_once(peer, head[:20], head[20:] + body[:5], body[5:])
+    assert serve.exchange(ours, b"POST / HTTP/1.1\r\n\r\n") == (200, body)
+    ours.close()
+
+    ours, peer = socket.socketpair()
+    serve_once(peer, b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 2\r\n\r\n{}")
+    assert serve.exchange(ours, b"x") == (413, b"{}")
+    ours.close()
+
+    for reply in (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", b"HTTP/1.1 200 OK\r\ncontent-le"):
+        ours, peer = socket.socketpair()
+        serve_once(peer, reply)
+        with pytest.raises(ConnectionError):
+            serve.exchange(ours, b"x")
+        ours.close()
